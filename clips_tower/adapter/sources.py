@@ -1,0 +1,246 @@
+"""Resolve a `--source` string into a loaded tower: an open_clip ViT (+ its preprocessing) or an HF CLIP.
+
+    from clips_tower.adapter.sources import load_source
+    src = load_source("clips-l14-336", random_init=True)          # registry key, random weights
+    src = load_source("configs/clips/models/tiny.json", random_init=True, seed=0)
+    src = load_source("runs/clips/tiny/export")                    # local open_clip dir (clips train)
+    src = load_source("hf-hub:UCSC-VLAA/ViT-L-14-CLIPS-Recap-DataComp-1B")   # needs the hub
+    src = load_source("openai/clip-vit-large-patch14-336")         # HF CLIP vision id or directory
+
+Only the vision half is ever built: exporting a tower never needs the text encoder, and skipping it
+saves 300M parameters at ViT-H. Keys open_clip does not know (our `captioner_cfg`) are ignored.
+Random init is seeded and also randomises LayerNorm affines and biases (which open_clip initialises
+to constants), so a mapping mistake in any tensor shows up in the parity check.
+Every failure is a `SourceError` (a ValueError) with one line naming the problem.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from clips_tower.adapter.registry import PREPROCESS, TOWERS, TowerSpec, arch_json, get_tower
+
+
+class SourceError(ValueError):
+    """A --source that cannot be loaded; the message is one line."""
+
+
+@dataclass
+class SourceTower:
+    name: str  # what the user passed
+    kind: str  # "open_clip" (visual + preprocess_cfg) or "hf_clip" (hf_model + hf_processor)
+    visual: nn.Module | None = None
+    preprocess_cfg: dict[str, Any] | None = None
+    hf_model: nn.Module | None = None
+    hf_processor: Any = None
+    random_init: bool = False
+    seed: int | None = None
+    spec: TowerSpec | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # provenance written next to the export
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def _hub_error(what: str, exc: Exception) -> SourceError:
+    if _offline():
+        return SourceError(f"cannot load {what}: offline (HF_HUB_OFFLINE=1) and not in the local HF cache")
+    return SourceError(f"cannot load {what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def _arch_config(arch: str) -> dict[str, Any]:
+    """An open_clip model config from a JSON path, a repo architecture name, or an open_clip built-in."""
+    import open_clip
+
+    path = Path(arch) if arch.endswith(".json") else arch_json(arch)
+    if path is not None:
+        if not path.is_file():
+            raise SourceError(f"architecture JSON not found: {path}")
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise SourceError(f"{path} is not valid JSON: {e}") from e
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise SourceError(f"unknown open_clip architecture {arch!r} (not a repo config, not an open_clip built-in)")
+    return cfg
+
+
+def _perturb_constants(visual: nn.Module, seed: int) -> None:
+    """Give LayerNorm weights/biases and all biases random values (open_clip inits them to 1/0)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in visual.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+            elif p.ndim == 1 and name.endswith("weight"):  # norm scales
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+
+
+def build_visual(model_cfg: dict[str, Any], seed: int | None = 0) -> nn.Module:
+    """open_clip's own vision tower for a model config (unknown top-level keys are ignored)."""
+    from open_clip.model import _build_vision_tower  # the vision half of open_clip's factory
+
+    for key in ("embed_dim", "vision_cfg"):
+        if key not in model_cfg:
+            raise SourceError(f"open_clip model config has no {key!r}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        visual = _build_vision_tower(
+            model_cfg["embed_dim"], dict(model_cfg["vision_cfg"]), quick_gelu=bool(model_cfg.get("quick_gelu", False)))
+    except TypeError as e:  # an unknown vision_cfg field
+        raise SourceError(f"bad open_clip vision_cfg: {e}") from e
+    if seed is not None:
+        _perturb_constants(visual, seed)
+    return visual.eval()
+
+
+def _preprocess_cfg(visual: nn.Module, model_cfg: dict, overlay: dict | None, recipe: str | None) -> dict:
+    """open_clip PreprocessCfg dict: defaults <- recipe (or the tower family's) <- overlay; size from the tower."""
+    from dataclasses import asdict
+
+    from open_clip.transform import PreprocessCfg
+
+    if recipe is None and not overlay:
+        # No preprocessing given: a tower without pre-LayerNorm is CLIPS-family, otherwise OpenAI-family.
+        recipe = "clips" if model_cfg["vision_cfg"].get("no_ln_pre", False) else "openai"
+    if recipe is not None and recipe not in PREPROCESS:
+        raise SourceError(f"unknown preprocessing {recipe!r}; known: {', '.join(PREPROCESS)}")
+    cfg = asdict(PreprocessCfg())
+    cfg.update(PREPROCESS.get(recipe, {}))
+    cfg.update(overlay or {})
+    cfg["size"] = getattr(visual, "image_size", cfg["size"])
+    return cfg
+
+
+def _load_open_clip_dir(path: Path, name: str, random_init: bool, seed: int, recipe: str | None) -> SourceTower:
+    """A local open_clip directory: open_clip_config.json {model_cfg, preprocess_cfg} + weights."""
+    cfg_path = path / "open_clip_config.json"
+    try:
+        full = json.loads(cfg_path.read_text())
+        model_cfg = full["model_cfg"]
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise SourceError(f"{cfg_path}: not a valid open_clip config with 'model_cfg' ({e})") from e
+    visual = build_visual(model_cfg, seed=seed if random_init else None)
+    if not random_init:
+        sd = _read_checkpoint(path)
+        sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+        vis = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
+        if not vis:
+            raise SourceError(f"{path}: checkpoint has no 'visual.*' weights")
+        try:
+            visual.load_state_dict(vis, strict=True)
+        except RuntimeError as e:
+            raise SourceError(f"{path}: vision weights do not match model_cfg: {str(e).splitlines()[0]}") from e
+    pre = _preprocess_cfg(visual, model_cfg, full.get("preprocess_cfg"), recipe)
+    return SourceTower(name, "open_clip", visual=visual.eval(), preprocess_cfg=pre, random_init=random_init,
+                       seed=seed if random_init else None, info={"model_cfg": model_cfg})
+
+
+def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    st = path / "open_clip_model.safetensors"
+    if st.is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(st))
+    pt = path / "open_clip_pytorch_model.bin"
+    if pt.is_file():
+        return torch.load(pt, map_location="cpu", weights_only=True)
+    raise SourceError(f"{path}: no open_clip_model.safetensors or open_clip_pytorch_model.bin")
+
+
+def _load_hub_open_clip(name: str, recipe: str | None) -> SourceTower:
+    import open_clip
+
+    try:
+        model = open_clip.create_model_from_pretrained(name, return_transform=False)
+    except Exception as e:  # network, cache or config failure: one line
+        raise _hub_error(name, e) from e
+    visual = model.visual.eval()
+    pre = dict(getattr(visual, "preprocess_cfg", {}) or {})
+    if recipe is not None:
+        pre.update(PREPROCESS[recipe])
+    return SourceTower(name, "open_clip", visual=visual, preprocess_cfg=pre)
+
+
+def _load_hf_clip(name: str) -> SourceTower:
+    from transformers import AutoConfig, CLIPImageProcessor, CLIPVisionModel
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except Exception as e:
+        if Path(name).exists():
+            raise SourceError(f"{name}: not a Hugging Face model directory ({e})") from e
+        raise _hub_error(name, e) from e
+    if config.model_type not in ("clip", "clip_vision_model"):
+        raise SourceError(f"{name}: model_type {config.model_type!r} is not a CLIP vision model")
+    try:
+        model = CLIPVisionModel.from_pretrained(name, dtype=torch.float32).eval()
+        processor = CLIPImageProcessor.from_pretrained(name, backend="pil")
+    except Exception as e:
+        raise _hub_error(name, e) from e
+    return SourceTower(name, "hf_clip", hf_model=model, hf_processor=processor)
+
+
+def load_source(source: str, random_init: bool = False, seed: int = 0, preprocess: str | None = None) -> SourceTower:
+    """Load what `--source` names (see the module docstring for the accepted forms)."""
+    spec = None
+    target = source
+    if source in TOWERS:
+        spec = get_tower(source)
+        target = spec.arch if random_init else spec.source
+        preprocess = preprocess or spec.preprocess
+        if target is None:
+            raise SourceError(
+                f"tower {source!r} has no published weights: pass --random-init, or --source the directory "
+                f"that `clips-llava clips train` exported")
+    out = _resolve(target, source, random_init, seed, preprocess)
+    out.spec = spec
+    out.info.update({"source": source, "resolved": target, "random_init": random_init,
+                     "seed": seed if random_init else None})
+    return out
+
+
+def _resolve(target: str, name: str, random_init: bool, seed: int, recipe: str | None) -> SourceTower:
+    path = Path(target[len("local-dir:"):] if target.startswith("local-dir:") else target)
+    if target.startswith("hf-hub:"):
+        if random_init:
+            raise SourceError(f"--random-init needs an architecture, not a hub checkpoint ({target})")
+        return _load_hub_open_clip(target, recipe)
+    if path.is_dir() and (path / "open_clip_config.json").is_file():
+        return _load_open_clip_dir(path, name, random_init, seed, recipe)
+    if target.startswith("local-dir:"):
+        raise SourceError(f"{path}: no open_clip_config.json (expected an open_clip directory)")
+    if path.is_dir() and (path / "config.json").is_file():
+        if random_init:
+            raise SourceError(f"--random-init is for open_clip architectures, not HF model directories ({target})")
+        return _load_hf_clip(target)
+    if path.is_dir():
+        raise SourceError(f"{path}: neither an open_clip directory (open_clip_config.json) nor an HF one (config.json)")
+    is_arch = target.endswith(".json") or arch_json(target) is not None
+    if not is_arch and not target.endswith(".json"):
+        import open_clip
+
+        is_arch = open_clip.get_model_config(target) is not None
+    if is_arch:
+        if not random_init:
+            raise SourceError(f"{target} is an architecture without weights: pass --random-init")
+        model_cfg = _arch_config(target)
+        visual = build_visual(model_cfg, seed=seed)
+        return SourceTower(name, "open_clip", visual=visual, preprocess_cfg=_preprocess_cfg(visual, model_cfg, None, recipe),
+                           random_init=True, seed=seed, info={"model_cfg": model_cfg})
+    if target.count("/") == 1 and not target.startswith((".", "/")):
+        if random_init:
+            raise SourceError(f"--random-init is for open_clip architectures, not HF model ids ({target})")
+        return _load_hf_clip(target)
+    raise SourceError(
+        f"cannot resolve source {target!r}: expected a tower name ({', '.join(TOWERS)}), an open_clip directory, "
+        f"hf-hub:ORG/NAME, an architecture JSON or open_clip model name (with --random-init), or an HF CLIP id/dir")

@@ -1,0 +1,129 @@
+"""Run configs for CLIPS pretraining: one YAML file = architecture + method + data + optimiser + run.
+
+    from clips_tower.config import load_run_config
+    cfg = load_run_config("configs/clips/tiny.yaml", overrides={"optim.steps": 5})
+
+`model:` is a path to an open_clip architecture JSON, relative to the YAML file. Unknown keys are
+errors (a misspelt key must not silently fall back to a default).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clips_tower.text_reduction import STRATEGIES
+
+VIEWS = ("web", "synthetic")
+
+
+@dataclass
+class MethodCfg:
+    views: list[str] = field(default_factory=lambda: ["web", "synthetic"])  # contrastive views
+    strategy: str = "subcaption"  # token reduction of the synthetic caption (text_reduction.STRATEGIES)
+    k: int = 32  # tokens the text encoder sees of the synthetic caption
+    captioner: bool = True
+    # caption target positions scored per sample and step (0 = all). The full-vocabulary softmax
+    # dominates a small model's step on CPU; scoring a random subset is an unbiased estimate.
+    caption_positions: int = 0
+    contrastive_weight: float = 1.0
+    caption_weight: float = 2.0
+
+
+@dataclass
+class DataCfg:
+    shuffle_buffer: int = 256  # raw samples held by the shuffle buffer, per process
+    shuffle_initial: int = 64
+
+
+@dataclass
+class OptimCfg:
+    steps: int = 100
+    batch_size: int = 32  # per process; the contrastive loss sees batch_size * world_size
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    warmup_steps: int = 10
+    grad_clip: float = 1.0
+
+
+@dataclass
+class RunCfg:
+    seed: int = 0
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    grad_checkpointing: bool = False
+    precision: str = "auto"  # auto = bf16 autocast on GPU, fp32 on CPU; or "fp32", "bf16"
+
+
+@dataclass
+class ClipsRunConfig:
+    model: str  # resolved path of the architecture JSON
+    method: MethodCfg = field(default_factory=MethodCfg)
+    data: DataCfg = field(default_factory=DataCfg)
+    optim: OptimCfg = field(default_factory=OptimCfg)
+    run: RunCfg = field(default_factory=RunCfg)
+
+    def validate(self) -> None:
+        m = self.method
+        bad = [v for v in m.views if v not in VIEWS]
+        if bad or not (m.views or m.captioner):
+            raise ValueError(f"method.views {m.views!r}: use a non-empty subset of {list(VIEWS)} (or the captioner)")
+        if m.strategy not in STRATEGIES:
+            raise ValueError(f"unknown method.strategy {m.strategy!r}; known: {', '.join(STRATEGIES)}")
+        if m.k < 1 or m.caption_positions < 0 or self.optim.batch_size < 1 or self.optim.steps < 1:
+            raise ValueError("method.k, optim.batch_size and optim.steps must be positive")
+        if self.run.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"run.precision {self.run.precision!r}; known: auto, fp32, bf16")
+
+    @property
+    def needs_synthetic(self) -> bool:
+        return "synthetic" in self.method.views or self.method.captioner
+
+    @property
+    def needs_web(self) -> bool:
+        return "web" in self.method.views or self.method.captioner
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values: dict, where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} in {where}; known: {', '.join(known)}")
+    values = dict(values)
+    if "betas" in values:
+        values["betas"] = tuple(values["betas"])
+    return cls(**values)
+
+
+def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ClipsRunConfig:
+    """Read a run YAML; `overrides` maps "section.key" to a value (CLI flags)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run config not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".")
+        raw.setdefault(section, {})[key] = value
+    sections = {"method": MethodCfg, "data": DataCfg, "optim": OptimCfg, "run": RunCfg}
+    unknown = sorted(set(raw) - set(sections) - {"model"})
+    if unknown:
+        raise ValueError(f"unknown section(s) {', '.join(unknown)} in {path}; known: model, {', '.join(sections)}")
+    if "model" not in raw:
+        raise ValueError(f"{path}: missing `model:` (path to an architecture JSON)")
+    model = Path(raw["model"])
+    model = model if model.is_absolute() else (path.parent / model)
+    cfg = ClipsRunConfig(
+        model=str(model),
+        **{name: _build(cls, raw.get(name) or {}, f"{path}:{name}") for name, cls in sections.items()},
+    )
+    cfg.validate()
+    return cfg

@@ -1,0 +1,141 @@
+"""Create and pretrain the small causal LM that stands in for Vicuna/Llama on the embedded world.
+
+    from llava_train.lm.build import init_lm, pretrain_lm
+    init_lm("runs/world", "runs/lm-init", preset="tiny")        # BPE tokenizer + random Llama
+    pretrain_lm("runs/lm-init", "runs/world", "runs/lm", steps=200)  # HF Trainer, causal LM loss
+
+Both write ordinary HF directories (`AutoModelForCausalLM` / `AutoTokenizer` load them). The
+tokenizer is a byte-level BPE trained with `tokenizers` on the world's `corpus.txt`; like Llama it
+has `<s>`, `</s>`, `<unk>` and no pad token (LLaVA assembly adds one), and it carries its own chat
+template (the `chat_template` conversation template of `llava_train.templates` uses it).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from llava_train.lm.presets import get_lm_preset
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
+
+# The LM's own chat template (Zephyr-like turns). Content is a string, or a list of
+# {"type": "image"|"text"} parts with images rendered first as "<image>\n".
+LM_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}"
+    "{% for part in message['content'] if part['type'] == 'image' %}{{ '<image>\n' }}{% endfor %}"
+    "{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}"
+    "{{ '</s>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def corpus_file(corpus: str | Path) -> Path:
+    """Accept a world directory (uses `corpus.txt`) or a text file; one sentence per line."""
+    path = Path(corpus)
+    path = path / "corpus.txt" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"no corpus at {path} (expected a world dir with corpus.txt, or a text file)")
+    return path
+
+
+def train_tokenizer(corpus: str | Path, vocab_size: int):
+    """Byte-level BPE trained on the corpus, wrapped as a `PreTrainedTokenizerFast`."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train([str(corpus_file(corpus))], trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        chat_template=LM_CHAT_TEMPLATE,
+    )
+
+
+def init_lm(corpus: str | Path, out: str | Path, preset: str = "tiny", seed: int = 0) -> Path:
+    """Train the tokenizer, build a random Llama of the preset's size, save both to `out`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    fields = get_lm_preset(preset)
+    tokenizer = train_tokenizer(corpus, fields.pop("vocab_size"))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False, **fields,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    out = Path(out)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    n = sum(p.numel() for p in model.parameters())
+    log.info("lm init: preset %s, vocab %d, %.2fM parameters -> %s", preset, len(tokenizer), n / 1e6, out)
+    return out
+
+
+def _blocks(corpus: str | Path, tokenizer, block_size: int) -> torch.Tensor:
+    """The corpus as one token stream (`<s>` sentence `</s>` ...) cut into (N, block_size) blocks."""
+    ids: list[int] = []
+    for line in corpus_file(corpus).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            ids += [tokenizer.bos_token_id, *tokenizer(line.strip(), add_special_tokens=False).input_ids,
+                    tokenizer.eos_token_id]
+    n = len(ids) // block_size
+    if n == 0:
+        raise ValueError(f"corpus too small for one block of {block_size} tokens ({len(ids)} tokens)")
+    return torch.tensor(ids[: n * block_size]).view(n, block_size)  # (N, T)
+
+
+class _BlockDataset(torch.utils.data.Dataset):
+    def __init__(self, blocks: torch.Tensor):
+        self.blocks = blocks
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.blocks[i], "labels": self.blocks[i]}
+
+
+def pretrain_lm(model_dir: str | Path, corpus: str | Path, out: str | Path, steps: int = 200,
+                lr: float = 3e-3, batch_size: int = 16, block_size: int = 128, seed: int = 0) -> dict:
+    """Short causal-LM pretraining with HF Trainer; saves model + tokenizer to `out`.
+
+    Returns {"first_loss", "last_loss", "steps"} so callers can check that the LM learned.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    data = _BlockDataset(_blocks(corpus, tokenizer, block_size))
+    out = Path(out)
+    args = TrainingArguments(
+        output_dir=str(out / "trainer"), max_steps=steps, learning_rate=lr, warmup_steps=max(1, steps // 20),
+        lr_scheduler_type="cosine", per_device_train_batch_size=batch_size, weight_decay=0.0,
+        logging_steps=max(1, steps // 10), save_strategy="no", report_to=[], seed=seed,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=data)
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    result = {"first_loss": losses[0], "last_loss": losses[-1], "steps": steps}
+    log.info("lm pretrain: loss %.3f -> %.3f (ln V = %.2f) -> %s", result["first_loss"],
+             result["last_loss"], math.log(len(tokenizer)), out)
+    return result
+

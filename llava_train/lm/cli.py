@@ -1,0 +1,60 @@
+"""`clips-llava lm init|pretrain`: the small language model for the embedded world.
+
+    clips-llava lm init --preset tiny --corpus runs/world --out runs/lm-init
+    clips-llava lm pretrain --model runs/lm-init --corpus runs/world --out runs/lm --steps 200
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from llava_train.lm.presets import LM_PRESETS
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clips-llava lm", description="small Llama LM for the embedded world")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    init = sub.add_parser(
+        "init", help="train a byte-level BPE tokenizer on the corpus and create a random Llama",
+        epilog="example: clips-llava lm init --preset tiny --corpus runs/world --out runs/lm-init",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    init.add_argument("--preset", default="tiny", choices=sorted(LM_PRESETS))
+    init.add_argument("--corpus", required=True, help="world dir (uses corpus.txt) or a text file")
+    init.add_argument("--out", required=True)
+    init.add_argument("--seed", type=int, default=0)
+    pre = sub.add_parser(
+        "pretrain", help="short causal-LM pretraining on the corpus (HF Trainer)",
+        epilog="example: clips-llava lm pretrain --model runs/lm-init --corpus runs/world --out runs/lm --steps 200",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pre.add_argument("--model", required=True, help="HF causal-LM dir (from `lm init`)")
+    pre.add_argument("--corpus", required=True)
+    pre.add_argument("--out", required=True)
+    pre.add_argument("--steps", type=int, default=200)
+    pre.add_argument("--lr", type=float, default=3e-3)
+    pre.add_argument("--batch_size", type=int, default=16)
+    pre.add_argument("--block_size", type=int, default=128)
+    pre.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from llava_train.lm.build import init_lm, pretrain_lm
+
+    try:
+        if args.cmd == "init":
+            init_lm(args.corpus, args.out, preset=args.preset, seed=args.seed)
+        else:
+            r = pretrain_lm(args.model, args.corpus, args.out, steps=args.steps, lr=args.lr,
+                            batch_size=args.batch_size, block_size=args.block_size, seed=args.seed)
+            print(f"lm pretrain: loss {r['first_loss']:.3f} -> {r['last_loss']:.3f} in {r['steps']} steps")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"clips-llava lm: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Model assembly: a stock `LlavaForConditionalGeneration` from an exported tower + an HF causal LM.
+
+    from llava_train.model import assemble_llava
+    assemble_llava("runs/tower", "runs/lm", "runs/llava-init", template="plain")
+    # -> a stock HF Llava dir (config, safetensors, processor with chat template); load it with
+    #    LlavaForConditionalGeneration.from_pretrained / AutoProcessor.from_pretrained
+
+The tower dir is what `clips-llava tower export` writes (an HF vision model + its image
+processor); the LlavaConfig comes from the adapter's `build_llava_config` (projector registry there). The tokenizer gains `<image>` (and `<pad>` when it has none), the embeddings are
+resized, the projector is `mlp2x_gelu` (HF's `multi_modal_projector.linear_1/linear_2`), and the
+processor carries the template's chat template and the image-token count. Training later loads
+this directory with `from_pretrained`, so ZeRO-3 partitioned init and 4-bit loading come from
+transformers itself. Projector weights move in and out with `llava_train.projector`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from llava_train.templates import IMAGE, get_template
+
+log = logging.getLogger(__name__)
+
+def add_llava_tokens(tokenizer) -> int:
+    """Add `<image>` (and `<pad>` if missing) as special tokens; returns how many were added."""
+    added = 0
+    if tokenizer.pad_token is None:
+        added += tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    if IMAGE not in tokenizer.get_vocab():
+        added += tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE]})
+    tokenizer.image_token = IMAGE  # saved as extra_special_tokens; LlavaProcessor reads it
+    return added
+
+
+def num_tower_tokens(tower, image_size: int, patch_size: int) -> tuple[int, int]:
+    """(patch tokens, extra tokens such as CLS) measured with one dummy forward of the tower."""
+    with torch.no_grad():
+        px = torch.zeros(1, 3, image_size, image_size, dtype=next(tower.parameters()).dtype)
+        seq = tower(px, output_hidden_states=True).hidden_states[-2].shape[1]
+    patches = (image_size // patch_size) ** 2
+    return patches, seq - patches
+
+
+def _image_size(vision_config) -> int:
+    size = vision_config.image_size
+    return size if isinstance(size, int) else size[0]
+
+
+def build_processor(image_processor, tokenizer, vision_config, extra_tokens: int, template: str):
+    from transformers import LlavaProcessor
+
+    return LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=vision_config.patch_size,
+        vision_feature_select_strategy="default", num_additional_image_tokens=extra_tokens,
+        chat_template=get_template(template).jinja(tokenizer),
+    )
+
+
+def assemble_llava(vision_tower: str | Path, language_model: str | Path, out: str | Path,
+                   template: str = "plain", projector: str = "mlp2x_gelu", seed: int = 0,
+                   projector_weights: str | Path | None = None) -> Path:
+    """Write a stock Llava dir to `out` (atomically: temp dir + rename); returns `out`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaForConditionalGeneration
+    from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
+    from clips_tower.adapter import build_llava_config, load_tower_model, load_tower_processor
+
+    tower = load_tower_model(vision_tower)
+    image_processor = load_tower_processor(vision_tower)
+    lm = AutoModelForCausalLM.from_pretrained(language_model)
+    tokenizer = AutoTokenizer.from_pretrained(language_model)
+    vcfg = tower.config
+    patches, extra = num_tower_tokens(tower, _image_size(vcfg), vcfg.patch_size)
+    if extra != 1:
+        raise ValueError(f"tower emits {extra} non-patch tokens; the 'default' feature strategy drops exactly one (CLS)")
+    add_llava_tokens(tokenizer)
+    config = build_llava_config(vcfg, lm.config, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
+                                projector=projector)
+    # Skeleton on the meta device, then the real tower / LM modules and a fresh projector.
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config)
+    model.model.vision_tower = tower.to(lm.dtype)
+    model.model.language_model = lm.model
+    model.lm_head = lm.lm_head
+    torch.manual_seed(seed)
+    model.model.multi_modal_projector = LlavaMultiModalProjector(config).to(lm.dtype)
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model.config.pad_token_id = model.config.text_config.pad_token_id = tokenizer.pad_token_id
+    left = [n for n, p in model.named_parameters() if p.is_meta]
+    if left:
+        raise RuntimeError(f"assembly left parameters uninitialised: {left[:5]}")
+    if projector_weights is not None:
+        from llava_train.projector import load_projector
+
+        load_projector(model, projector_weights)
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = (
+        tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    processor = build_processor(image_processor, tokenizer, vcfg, extra, template)
+    return save_llava(model, processor, out)
+
+
+def save_llava(model, processor, out: str | Path) -> Path:
+    """save_pretrained model + processor into a temp dir beside `out`, then rename into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    log.info("saved stock Llava to %s", out)
+    return out

@@ -1,0 +1,168 @@
+"""One LLaVA training run from parsed arguments: init model, apply the stage, data, train, save.
+
+    from llava_train.train import parse_args
+    from llava_train.run import run
+    run(*parse_args(["--config", "configs/llava/stage1_tiny.yaml", ...]))
+
+Called by `llava_train.train.main` (launchers) and `clips-llava llava train`. Writes to
+`output_dir`: `init/` (the assembled stock Llava the run starts from), `checkpoint-N/` (HF
+Trainer, for `--resume_from_checkpoint`), the final stock Llava (or a peft adapter for LoRA),
+`mm_projector.safetensors`, and `run_report.json` (losses, bad-sample counts, trainable parts).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from llava_train.data import LlavaCollator, LlavaDataset, TooManyBadSamples
+from llava_train.stages import apply_stage, get_stage
+
+log = logging.getLogger("llava_train.run")
+
+
+def _is_llava_dir(path: str) -> bool:
+    cfg = Path(path) / "config.json"
+    return cfg.is_file() and json.loads(cfg.read_text()).get("model_type") == "llava"
+
+
+@contextmanager
+def whole_weights(targs):
+    """Load models whole (no ZeRO-3 partitioned init) inside: assembly works on complete weights."""
+    from transformers.integrations.deepspeed import (is_deepspeed_zero3_enabled, set_hf_deepspeed_config,
+                                                     unset_hf_deepspeed_config)
+
+    zero3 = is_deepspeed_zero3_enabled()
+    if zero3:
+        unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if zero3:
+            set_hf_deepspeed_config(targs.hf_deepspeed_config)
+
+
+def prepare_init(margs, dargs, targs) -> Path:
+    """The stock Llava dir this run loads: given, or assembled (rank 0) into OUTPUT_DIR/init."""
+    if _is_llava_dir(margs.model_name_or_path) and not margs.pretrain_mm_mlp_adapter:
+        return Path(margs.model_name_or_path)
+    init = Path(targs.output_dir) / "init"
+    with targs.main_process_first(desc="assemble the initial Llava"), whole_weights(targs):
+        if targs.process_index == 0 and not (init / "config.json").is_file():
+            if _is_llava_dir(margs.model_name_or_path):  # a Llava dir + a projector to load into it
+                from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+                from llava_train.model import save_llava
+                from llava_train.projector import load_projector
+
+                model = LlavaForConditionalGeneration.from_pretrained(margs.model_name_or_path)
+                load_projector(model, margs.pretrain_mm_mlp_adapter)
+                save_llava(model, AutoProcessor.from_pretrained(margs.model_name_or_path), init)
+            else:
+                if not margs.vision_tower:
+                    raise ValueError("--vision_tower is required when model_name_or_path is a language model")
+                from llava_train.model import assemble_llava
+
+                assemble_llava(margs.vision_tower, margs.model_name_or_path, init, template=dargs.template,
+                               projector=margs.mm_projector_type, seed=targs.seed,
+                               projector_weights=margs.pretrain_mm_mlp_adapter)
+    return init
+
+
+def load_model(init: Path, margs, targs, spec):
+    from transformers import BitsAndBytesConfig, LlavaForConditionalGeneration
+
+    dtype = torch.bfloat16 if targs.bf16 else torch.float16 if targs.fp16 else torch.float32
+    kwargs = {"dtype": dtype, "attn_implementation": margs.attn_implementation}
+    if spec.bits == 4:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+            # full prefixes: a bare "vision_tower" is ignored and the tower gets quantized (DESIGN §7)
+            llm_int8_skip_modules=["model.vision_tower", "model.multi_modal_projector", "lm_head"])
+    model = LlavaForConditionalGeneration.from_pretrained(init, **kwargs)
+    model.config.use_cache = False
+    if spec.lora:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if spec.bits:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=targs.gradient_checkpointing)
+        model = get_peft_model(model, LoraConfig(
+            r=margs.lora_r, lora_alpha=margs.lora_alpha, lora_dropout=margs.lora_dropout,
+            target_modules=margs.lora_target_modules, modules_to_save=["multi_modal_projector"],
+            task_type="CAUSAL_LM"))
+    if targs.gradient_checkpointing and not spec.llm:
+        model.enable_input_require_grads()  # frozen embeddings would otherwise cut the graph
+    return model
+
+
+def run(margs, dargs, targs) -> int:
+    from transformers import AutoProcessor
+
+    from llava_train.trainer import InterruptCallback, LlavaTrainer
+
+    spec = get_stage(margs.stage, margs.train_tower)
+    if spec.tower and targs.ddp_find_unused_parameters is None:
+        targs.ddp_find_unused_parameters = True  # layer -2 leaves the tower's last block unused
+    init = prepare_init(margs, dargs, targs)
+    processor = AutoProcessor.from_pretrained(init)
+    from llava_train.templates import get_template
+
+    processor.chat_template = get_template(dargs.template).jinja(processor.tokenizer)
+    try:
+        dataset = LlavaDataset(dargs.data_path, dargs.image_folder, processor, dargs.template,
+                               targs.model_max_length, dargs.max_bad_sample_fraction, dargs.check_images)
+    except TooManyBadSamples as e:
+        log.error("%s", e)
+        raise
+    model = load_model(init, margs, targs, spec)
+    trainable = apply_stage(model, spec)
+    vcfg = (model.get_base_model() if spec.lora else model).config.vision_config
+    size = vcfg.image_size if isinstance(vcfg.image_size, int) else vcfg.image_size[0]
+    collator = LlavaCollator(processor.tokenizer.pad_token_id, processor.tokenizer.convert_tokens_to_ids("<image>"),
+                             dataset.num_image_tokens, (vcfg.num_channels, size, size))
+    trainer = LlavaTrainer(
+        model=model, args=targs, train_dataset=dataset, data_collator=collator, processing_class=processor,
+        modality_lengths=dataset.modality_lengths, mm_projector_lr=targs.mm_projector_lr,
+        vision_tower_lr=targs.vision_tower_lr,
+        callbacks=[InterruptCallback(targs.interrupt_after_steps)] if targs.interrupt_after_steps else None)
+    resume = targs.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = True
+    trainer.train(resume_from_checkpoint=resume)
+    interrupted = targs.interrupt_after_steps and trainer.state.global_step < targs.max_steps
+    losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    if not interrupted:
+        trainer.save_final(targs.output_dir)
+        if targs.should_save and not spec.lora:
+            from llava_train.projector import export_from_model_dir
+
+            export_from_model_dir(targs.output_dir)
+        elif targs.should_save:
+            _export_lora_projector(Path(targs.output_dir))
+    if targs.should_save:
+        report = {"stage": margs.stage, "init": str(init), "losses": losses, "global_step": trainer.state.global_step,
+                  "interrupted": bool(interrupted), "bad_samples": dataset.skips.as_dict(),
+                  "kept_samples": len(dataset), "trainable": trainable}
+        tmp = Path(targs.output_dir) / "run_report.json.tmp"
+        tmp.write_text(json.dumps(report, indent=2))
+        os.replace(tmp, Path(targs.output_dir) / "run_report.json")
+        print(dataset.skips.report())
+    return 0
+
+
+def _export_lora_projector(out: Path) -> None:
+    """The projector trained under LoRA (peft `modules_to_save`) as mm_projector.safetensors."""
+    from safetensors.torch import load_file
+
+    from llava_train.projector import write_projector
+
+    state = load_file(str(out / "adapter_model.safetensors"))
+    key = "multi_modal_projector."
+    proj = {k.split(key, 1)[1].replace("modules_to_save.default.", ""): v for k, v in state.items() if key in k}
+    if proj:
+        write_projector(proj, out / "mm_projector.safetensors")

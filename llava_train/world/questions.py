@@ -1,0 +1,132 @@
+"""Questions about scenes, shared by the stage-2 conversations and the eval splits.
+
+Short-answer questions (count, colour, shape, position, existence: GQA/VQAv2 style), yes/no
+pairs (MME style) and object-existence probes with POPE's three kinds of negatives. Every
+answer is computed from the scene itself, so it is right by construction.
+
+    q, a, kind = short_question(scene, rng)          # e.g. ("What color is the star?", "red", "color")
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from llava_train.world.captions import NUMBER_WORDS, POSITION_PHRASES, pick, plural
+from llava_train.world.scene import COLORS, POSITIONS, SHAPES, Scene
+
+ALL_NAMES = tuple(f"{c} {s}" for c in COLORS for s in SHAPES)
+ALL_POSITIONS = tuple(p for row in POSITIONS for p in row)
+SHORT_KINDS = ("count", "color", "shape", "position", "object", "existence")
+MME_KINDS = ("existence", "count", "position", "color")
+
+
+def absent_names(scene: Scene) -> list[str]:
+    present = scene.names
+    return [n for n in ALL_NAMES if n not in present]
+
+
+def unique_by(scene: Scene, attr: str) -> list:
+    """Objects whose `attr` (shape/color/name) no other object in the scene shares."""
+    values = [getattr(o, attr) for o in scene.objects]
+    return [o for o in scene.objects if values.count(getattr(o, attr)) == 1]
+
+
+def short_question(scene: Scene, rng: np.random.Generator, kind: str | None = None):
+    """(question, lowercase short answer, kind); `kind` None picks an applicable kind at random."""
+    kinds = [kind] if kind else [SHORT_KINDS[int(i)] for i in rng.permutation(len(SHORT_KINDS))]
+    for k in kinds:
+        qa = _short(scene, rng, k)
+        if qa is not None:
+            return qa[0], qa[1], k
+    raise ValueError(f"no applicable question of kind {kind!r} for this scene")
+
+
+def _short(scene: Scene, rng: np.random.Generator, kind: str):
+    objs = scene.objects
+    if kind == "count":
+        style = int(rng.integers(3))
+        if style == 0:
+            return "How many shapes are in the image?", str(len(objs))
+        if style == 1:
+            color = pick(rng, [o.color for o in objs] + [pick(rng, list(COLORS))])
+            return f"How many {color} shapes are there?", str(sum(o.color == color for o in objs))
+        shape = pick(rng, [o.shape for o in objs])
+        return f"How many {plural(shape, 2)} are there?", str(sum(o.shape == shape for o in objs))
+    if kind == "color":
+        cands = unique_by(scene, "shape")
+        if not cands:
+            return None
+        obj = pick(rng, cands)
+        return f"What color is the {obj.shape}?", obj.color
+    if kind == "shape":
+        cands = unique_by(scene, "color")
+        if not cands:
+            return None
+        obj = pick(rng, cands)
+        return f"What shape is the {obj.color} object?", obj.shape
+    if kind == "position":
+        cands = unique_by(scene, "name")
+        if not cands:
+            return None
+        obj = pick(rng, cands)
+        return f"Where is the {obj.name}?", obj.position
+    if kind == "object":
+        where = pick(rng, ALL_POSITIONS)
+        found = [o for o in objs if o.position == where]
+        return f"What is {POSITION_PHRASES[where]}?", found[0].name if found else "nothing"
+    if kind == "existence":
+        if rng.random() < 0.5:
+            return f"Is there a {pick(rng, sorted(scene.names))} in the image?", "yes"
+        return f"Is there a {pick(rng, absent_names(scene))} in the image?", "no"
+    raise ValueError(f"unknown question kind {kind!r}; known: {', '.join(SHORT_KINDS)}")
+
+
+def _there_are(n: int) -> str:
+    return "Is there one shape" if n == 1 else f"Are there {NUMBER_WORDS[n]} shapes"
+
+
+def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str):
+    """MME-style pair [(question, "Yes"), (question, "No")] of one kind, or None if not applicable."""
+    suffix = " Please answer yes or no."
+    objs = scene.objects
+    if kind == "existence":
+        yes, no = pick(rng, sorted(scene.names)), pick(rng, absent_names(scene))
+        return [(f"Is there a {yes} in this image?{suffix}", "Yes"), (f"Is there a {no} in this image?{suffix}", "No")]
+    if kind == "count":
+        n = len(objs)
+        wrong = pick(rng, [m for m in range(1, 7) if m != n])
+        return [(f"{_there_are(n)} in this image?{suffix}", "Yes"), (f"{_there_are(wrong)} in this image?{suffix}", "No")]
+    if kind == "position":
+        cands = unique_by(scene, "name")
+        if not cands:
+            return None
+        obj = pick(rng, cands)
+        other = pick(rng, [p for p in ALL_POSITIONS if p != obj.position])
+        return [(f"Is the {obj.name} {POSITION_PHRASES[obj.position]}?{suffix}", "Yes"),
+                (f"Is the {obj.name} {POSITION_PHRASES[other]}?{suffix}", "No")]
+    if kind == "color":
+        cands = unique_by(scene, "shape")
+        if not cands:
+            return None
+        obj = pick(rng, cands)
+        other = pick(rng, [c for c in COLORS if c != obj.color])
+        return [(f"Is the {obj.shape} {obj.color}?{suffix}", "Yes"), (f"Is the {obj.shape} {other}?{suffix}", "No")]
+    raise ValueError(f"unknown yes/no kind {kind!r}; known: {', '.join(MME_KINDS)}")
+
+
+def pope_negative(scene: Scene, rng: np.random.Generator, category: str, popularity: list[str]) -> str:
+    """An object name absent from the scene, chosen the POPE way.
+
+    random: any absent object; popular: the most frequent absent object of the training data
+    (one of the top three absent ones; `popularity` = names by decreasing frequency); adversarial: an absent object sharing its
+    shape with a present one (the same thing in another colour), which co-occurs by construction.
+    """
+    absent = absent_names(scene)
+    if category == "random":
+        return pick(rng, absent)
+    if category == "popular":
+        ranked = [n for n in popularity if n not in scene.names]
+        return pick(rng, ranked[:3]) if ranked else pick(rng, absent)
+    if category == "adversarial":
+        shapes = {o.shape for o in scene.objects}
+        return pick(rng, [n for n in absent if n.split(" ", 1)[1] in shapes])
+    raise ValueError(f"unknown POPE category {category!r}; known: random, popular, adversarial")

@@ -1,0 +1,69 @@
+"""Helpers for the llava_train tests: a tiny tower dir, a tiny LM, run launchers.
+
+    from tests.llava_helpers import make_tower, make_lm, write_json
+    tower = make_tower(tmp / "tower")        # 32 px, patch 8 -> 16 image tokens
+    lm = make_lm(world_dir, tmp / "lm")      # tiny preset, BPE on the world's corpus
+
+The tower comes from the tower adapter (`clips_tower.adapter.export_tower` on the tiny CLIPS
+config, random weights); a hand-built ViT tower is used only if the adapter is not importable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_tower(out: Path) -> Path:
+    try:
+        from clips_tower.adapter import export_tower
+    except ImportError:
+        export_tower = None
+    if export_tower is not None:
+        return Path(export_tower(str(REPO / "configs/clips/models/tiny.json"), out, random_init=True))
+    import torch
+    from transformers import CLIPImageProcessor, ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=64, layer_norm_eps=1e-6)
+    ViTModel(cfg, add_pooling_layer=False).save_pretrained(out)
+    CLIPImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False, resample=2,
+                       image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(out)
+    return out
+
+
+def make_lm(world: Path, out: Path, steps: int = 0) -> Path:
+    from llava_train.lm import init_lm, pretrain_lm
+
+    init_lm(world, out / "init", preset="tiny")
+    if not steps:
+        return out / "init"
+    pretrain_lm(out / "init", world, out / "pretrained", steps=steps, batch_size=8, block_size=64)
+    return out / "pretrained"
+
+
+def write_json(path: Path, obj) -> Path:
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def offline_env(**extra) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    env.update(extra)
+    return env
+
+
+def torchrun(nproc: int, args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node N -m llava_train.train ARGS` on CPU; raises with the log on failure."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_port=0",
+           "-m", "llava_train.train", *args]
+    r = subprocess.run(cmd, cwd=REPO, env=offline_env(), capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
+    return r
