@@ -189,7 +189,7 @@ def train(cfg: ClipsRunConfig, data: str, out: Path, rank: int, world: int, devi
         if rank == 0:
             dt = time.perf_counter() - t0
             row = {"step": step + 1, **{n: float(v) for n, v in zip(names, vec)},
-                   "lr": scheduler.get_last_lr()[0], "temperature": float(1.0 / model.clip.logit_scale.exp()),
+                   "lr": scheduler.get_last_lr()[0], "temperature": float(1.0 / model.clip.logit_scale.detach().exp()),
                    "samples_per_s": o.batch_size * world / dt}
             metrics.write(json.dumps(row) + "\n")
             metrics.flush()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from clips_tower.captioner import Captioner, captioner_attn_mask
+from clips_tower.retrieval import recall_at_k
 from clips_tower.model import CLIPSModel, load_arch
 from clips_tower.text_reduction import STRATEGIES, get_strategy, split_sentences
 from clips_tower.tokenizer import build_tokenizer
@@ -111,3 +112,17 @@ def test_trimmed_text_encoding_equals_open_clip_padded():
         ours = model.encode_text(short)
         ref = model.clip.encode_text(full, normalize=True)  # open_clip's own path, full context
     assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_recall_at_k_by_hand():
+    # 3 images; texts 0,1 belong to image 0, text 2 to image 1, text 3 to image 2
+    sim = torch.tensor([
+        [0.1, 0.9, 0.0, 0.5],  # image 0: its best caption (text 1) ranks first -> i2t hit@1
+        [0.8, 0.0, 0.3, 0.2],  # image 1: its caption (text 2) ranks 2nd -> hit@5, not @1
+        [0.7, 0.6, 0.5, 0.1],  # image 2: its caption (text 3) ranks 4th
+    ])
+    r = recall_at_k(sim, [0, 0, 1, 2], ks=(1, 2, 5))
+    assert r["i2t_R@1"] == pytest.approx(100 / 3) and r["i2t_R@2"] == pytest.approx(200 / 3)
+    assert r["i2t_R@5"] == 100.0
+    # t2i ranks of the true image: text0 -> 3rd, text1 -> 1st, text2 -> 2nd, text3 -> 2nd
+    assert r["t2i_R@1"] == 25.0 and r["t2i_R@2"] == 75.0 and r["t2i_R@5"] == 100.0

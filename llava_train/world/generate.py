@@ -25,10 +25,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from llava_train.world import conversations, evalsets
-from llava_train.world.captions import short_caption, synthetic_caption, web_caption
+from llava_train.world.captions import synthetic_caption, web_caption
 from llava_train.world.presets import WorldPreset, get_preset
 from llava_train.world.scene import Scene, render_scene, sample_scene
 from llava_train.world.signs import render_chart, render_sign, sample_chart, sample_sign

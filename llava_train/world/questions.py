@@ -94,7 +94,8 @@ def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str):
     if kind == "count":
         n = len(objs)
         wrong = pick(rng, [m for m in range(1, 7) if m != n])
-        return [(f"{_there_are(n)} in this image?{suffix}", "Yes"), (f"{_there_are(wrong)} in this image?{suffix}", "No")]
+        return [(f"{_there_are(n)} in this image?{suffix}", "Yes"),
+                (f"{_there_are(wrong)} in this image?{suffix}", "No")]
     if kind == "position":
         cands = unique_by(scene, "name")
         if not cands:
@@ -116,9 +117,9 @@ def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str):
 def pope_negative(scene: Scene, rng: np.random.Generator, category: str, popularity: list[str]) -> str:
     """An object name absent from the scene, chosen the POPE way.
 
-    random: any absent object; popular: the most frequent absent object of the training data
-    (one of the top three absent ones; `popularity` = names by decreasing frequency); adversarial: an absent object sharing its
-    shape with a present one (the same thing in another colour), which co-occurs by construction.
+    random: any absent object; popular: one of the three most frequent absent objects of the
+    training data (`popularity` = names by decreasing frequency); adversarial: an absent object
+    sharing its shape with a present one (the same thing in another colour), which co-occurs.
     """
     absent = absent_names(scene)
     if category == "random":

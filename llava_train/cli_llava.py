@@ -1,0 +1,95 @@
+"""`clips-llava llava ...`: train a stage, merge a LoRA adapter, move projector weights.
+
+    clips-llava llava train --config configs/llava/stage1_tiny.yaml --model_name_or_path runs/lm \
+        --vision_tower runs/tower --data_path runs/world/llava/stage1.json \
+        --image_folder runs/world/llava/images --output_dir runs/stage1
+    clips-llava llava merge-lora --adapter runs/lora --out runs/lora-merged
+    clips-llava llava projector export --src runs/stage1 --out runs/mm_projector.bin
+    clips-llava llava projector import --src mm_projector.bin --out runs/mm_projector.safetensors
+
+`llava train` is `python -m llava_train.train` without a launcher (one process; DeepSpeed gets a
+single-rank environment). For several processes use `scripts/*.sh` (deepspeed / torchrun).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+EXAMPLES = {
+    "train": "clips-llava llava train --config configs/llava/stage1_tiny.yaml --model_name_or_path runs/lm "
+             "--vision_tower runs/tower --data_path runs/world/llava/stage1.json "
+             "--image_folder runs/world/llava/images --output_dir runs/stage1",
+    "merge-lora": "clips-llava llava merge-lora --adapter runs/lora --out runs/lora-merged",
+    "export": "clips-llava llava projector export --src runs/stage1 --out runs/mm_projector.bin",
+    "import": "clips-llava llava projector import --src mm_projector.bin --out runs/mm_projector.safetensors",
+}
+
+
+def _sub(sub, name, help_, example_key=None):
+    return sub.add_parser(name, help=help_, description=help_, epilog="example:\n  " + EXAMPLES[example_key or name],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clips-llava llava", description="LLaVA training and weight tools",
+                                epilog="example:\n  " + EXAMPLES["train"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _sub(sub, "train", "train one stage: --config FILE [--field value ...] (see llava_train/train.py)")
+    m = _sub(sub, "merge-lora", "merge a LoRA adapter into its base; writes a stock HF Llava dir")
+    m.add_argument("--adapter", required=True, help="LoRA run output dir (adapter_config.json)")
+    m.add_argument("--base", help="base Llava dir (default: the adapter's base_model_name_or_path)")
+    m.add_argument("--out", required=True)
+    proj = _sub(sub, "projector", "import/export projector weights (LLaVA-1.5 mm_projector.bin)", "export")
+    psub = proj.add_subparsers(dest="action", required=True)
+    for action, help_ in (("export", "to a .bin (LLaVA-1.5 keys) or .safetensors (HF keys)"),
+                          ("import", "from an mm_projector.bin into .safetensors (HF keys)")):
+        a = _sub(psub, action, help_)
+        a.add_argument("--src", required=True, help="stage-1 dir, .safetensors or mm_projector.bin")
+        a.add_argument("--out", required=True)
+    return p
+
+
+def merge_lora(adapter: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
+    """Base Llava (full precision) + adapter -> merge_and_unload -> stock Llava dir with processor."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from llava_train.model import save_llava
+
+    adapter = Path(adapter)
+    base = base or json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model = LlavaForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    processor = AutoProcessor.from_pretrained(adapter if (adapter / "processor_config.json").is_file() else base)
+    return save_llava(model, processor, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"] and not {"-h", "--help"} & set(argv):
+        from llava_train.train import main as train_main
+
+        return train_main(argv[1:])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.cmd == "merge-lora":
+            print(f"merged -> {merge_lora(args.adapter, args.out, args.base)}")
+        elif args.cmd == "projector":
+            from llava_train.projector import read_projector, write_projector
+
+            if args.action == "import" and not str(args.out).endswith(".safetensors"):
+                raise ValueError("import writes a .safetensors file (--out ...safetensors)")
+            print(f"wrote {write_projector(read_projector(args.src), args.out)}")
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"clips-llava llava: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
