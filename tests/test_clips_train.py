@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -111,11 +112,15 @@ def test_bad_samples_are_skipped_counted_and_reported(tiny_world, tmp_path, caps
     shards = tmp_path / "shards"
     shards.mkdir()
     keys = _bad_shard(tiny_world, shards / "bad-000000.tar")
+    # no shuffling, so the 2 steps x 4 good samples read samples 0..9 in order (3 and 5 are bad)
+    cfg = tmp_path / "noshuffle.yaml"
+    text = open(CFG).read().replace("models/tiny.json", str(Path(CFG).resolve().parent / "models" / "tiny.json"))
+    cfg.write_text(text.replace("shuffle_buffer: 32", "shuffle_buffer: 1").replace("shuffle_initial: 8", "shuffle_initial: 1"))
     out = tmp_path / "run"
-    rc = train.main(["--config", CFG, "--data", str(shards), "--out", str(out), "--steps", "2", "--batch-size", "4"])
+    rc = train.main(["--config", str(cfg), "--data", str(shards), "--out", str(out), "--steps", "2", "--batch-size", "4"])
     assert rc == 0
     report = json.loads((out / "skipped.json").read_text())
-    assert report["reasons"].get("corrupt image", 0) >= 1 and report["reasons"].get("missing web caption", 0) >= 1
+    assert report["reasons"] == {"corrupt image": 1, "missing web caption": 1}
     assert f"{keys[3]} (corrupt image)" in report["keys"] and f"{keys[5]} (missing web caption)" in report["keys"]
     assert "skipped" in capsys.readouterr().out
 
