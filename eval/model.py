@@ -98,7 +98,7 @@ class ClipsLlavaHf(LlavaHf):
             continuation = target if isinstance(target, str) else target(doc)
             visuals = list(to_visual(doc) or [])
             prompt = self._chat_prompt(context, len(visuals))
-            n_ctx = self._encode([prompt], [])["input_ids"].shape[1]  # image tokens expanded
+            n_ctx = self._encode([prompt], visuals)["input_ids"].shape[1]  # image tokens expanded
             inputs = self._encode([prompt + continuation], visuals)
             labels = inputs["input_ids"].clone()
             labels[:, :n_ctx] = -100

@@ -1,5 +1,5 @@
-"""Helpers for the eval tests: a hand-made eval split in the synthetic world's format, and
-hand-built lmms-eval results/samples files for the report.
+"""Helper for the eval tests: a hand-made eval split in the synthetic world's format (with RGBA
+images and known answers), for data-preparation tests that need exact control over the rows.
 
     from tests.eval_helpers import make_eval_world
     world = make_eval_world(tmp_path / "world")     # WORLD/eval/{pope,gqa,...}.jsonl + images

@@ -141,3 +141,18 @@ def test_lmms_eval_failure_is_reported(tiny_world, tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert "lmms-eval failed (exit code 0 but no results JSON)" in err
+
+
+def test_prepare_counts_skipped_rows_and_writes_an_include_dir(tmp_path, capsys):
+    from tests.eval_helpers import make_eval_world
+
+    world = make_eval_world(tmp_path / "world")
+    with open(world / "eval/gqa.jsonl", "a") as f:
+        f.write('{"question_id": "x", "image": "images/missing.png", "question": "?", "answer": "a"}\nnot json\n')
+    assert main(["prepare", "--world", str(world), "--out", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    assert "synth_gqa: skipped 2 unusable row(s)" in out and "synth_gqa: 4 samples" in out
+    assert "synth_mme: 8 samples" in out
+    override = (tmp_path / "data/synth_gqa.yaml").read_text()
+    assert "eval/tasks/synth_gqa.yaml" in override and "test: synth_gqa.parquet" in override
+    assert main(["prepare", "--world", str(tmp_path / "nothing"), "--out", str(tmp_path / "d2")]) == 2

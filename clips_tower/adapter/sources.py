@@ -10,7 +10,8 @@
 Only the vision half is ever built: exporting a tower never needs the text encoder, and skipping it
 saves 300M parameters at ViT-H. Keys open_clip does not know (our `captioner_cfg`) are ignored.
 Random init is seeded and also randomises LayerNorm affines and biases (which open_clip initialises
-to constants), so a mapping mistake in any tensor shows up in the parity check.
+to constants), so a mapping mistake in any tensor shows up in the parity check. Weights from a
+checkpoint are loaded strictly into the same open_clip module.
 Every failure is a `SourceError` (a ValueError) with one line naming the problem.
 """
 from __future__ import annotations
@@ -73,33 +74,48 @@ def _arch_config(arch: str) -> dict[str, Any]:
     return cfg
 
 
-def _perturb_constants(visual: nn.Module, seed: int) -> None:
-    """Give LayerNorm weights/biases and all biases random values (open_clip inits them to 1/0)."""
-    g = torch.Generator().manual_seed(seed + 1)
+def _random_fill(visual: nn.Module, seed: int) -> None:
+    """Seeded random values for every parameter, LayerNorm affines and biases included.
+
+    open_clip initialises norms to 1/0 and biases to 0, which would hide a swapped or missing
+    norm/bias mapping from the parity check. Uniform draws keep this fast at ViT-H size.
+    """
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in visual.named_parameters():
             if name.endswith("bias"):
-                p.copy_(0.02 * torch.randn(p.shape, generator=g))
-            elif p.ndim == 1 and name.endswith("weight"):  # norm scales
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+                p.uniform_(-0.03, 0.03, generator=g)
+            elif p.ndim == 1 and name != "class_embedding":  # norm scales around 1
+                p.uniform_(0.8, 1.2, generator=g)
+            else:  # matrices, conv, class/position embeddings: std about 1/sqrt(fan_in)
+                bound = (3.0 / (p[0].numel() if p.ndim > 1 else p.numel())) ** 0.5
+                p.uniform_(-bound, bound, generator=g)
 
 
 def build_visual(model_cfg: dict[str, Any], seed: int | None = 0) -> nn.Module:
-    """open_clip's own vision tower for a model config (unknown top-level keys are ignored)."""
+    """open_clip's own vision tower for a model config (unknown top-level keys are ignored).
+
+    Built on the meta device (no init cost); `seed` fills it with random weights, `seed=None` leaves
+    it on meta for `load_state_dict(..., assign=True)`.
+    """
     from open_clip.model import _build_vision_tower  # the vision half of open_clip's factory
 
     for key in ("embed_dim", "vision_cfg"):
         if key not in model_cfg:
             raise SourceError(f"open_clip model config has no {key!r}")
-    if seed is not None:
-        torch.manual_seed(seed)
     try:
-        visual = _build_vision_tower(
-            model_cfg["embed_dim"], dict(model_cfg["vision_cfg"]), quick_gelu=bool(model_cfg.get("quick_gelu", False)))
+        with torch.device("meta"):
+            visual = _build_vision_tower(
+                model_cfg["embed_dim"], dict(model_cfg["vision_cfg"]), quick_gelu=bool(model_cfg.get("quick_gelu", False)))
     except TypeError as e:  # an unknown vision_cfg field
         raise SourceError(f"bad open_clip vision_cfg: {e}") from e
+    except (AssertionError, ValueError) as e:
+        raise SourceError(f"open_clip cannot build this vision_cfg: {e}") from e
+    if any(True for _ in visual.buffers()):
+        raise SourceError("vision tower has buffers; not supported by the adapter")
     if seed is not None:
-        _perturb_constants(visual, seed)
+        visual.to_empty(device="cpu")
+        _random_fill(visual, seed)
     return visual.eval()
 
 
@@ -137,7 +153,7 @@ def _load_open_clip_dir(path: Path, name: str, random_init: bool, seed: int, rec
         if not vis:
             raise SourceError(f"{path}: checkpoint has no 'visual.*' weights")
         try:
-            visual.load_state_dict(vis, strict=True)
+            visual.load_state_dict(vis, strict=True, assign=True)
         except RuntimeError as e:
             raise SourceError(f"{path}: vision weights do not match model_cfg: {str(e).splitlines()[0]}") from e
     pre = _preprocess_cfg(visual, model_cfg, full.get("preprocess_cfg"), recipe)
