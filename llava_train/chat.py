@@ -52,10 +52,14 @@ def _error(msg: str) -> int:
 
 
 def _quiet_libraries() -> None:
+    import warnings
+
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # bitsandbytes warns at every int8 matmul whose input is not fp16 (always the case on CPU)
+    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
 
 
 def _print_answer(session, text: str) -> None:

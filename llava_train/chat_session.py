@@ -79,8 +79,10 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _dtype_for(device: str) -> torch.dtype:
+def _dtype_for(device: str, quant: str | None) -> torch.dtype:
     if device == "cuda":
+        if quant == "8bit":  # LLM.int8() computes in fp16; bf16 inputs would be cast at every matmul
+            return torch.float16
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32  # bf16 matmuls are slow or missing on most CPUs
 
@@ -114,7 +116,7 @@ def load_llava(model_dir: str | Path, base: str | Path | None = None, quant: str
     # An adapter dir saved by our trainer carries the processor; otherwise it is the base's.
     proc_dir = model_dir if any((model_dir / f).is_file() for f in PROCESSOR_FILES) else weights_dir
 
-    dtype = _dtype_for(device)
+    dtype = _dtype_for(device, quant)
     try:
         processor = AutoProcessor.from_pretrained(proc_dir)
         model = LlavaForConditionalGeneration.from_pretrained(

@@ -66,12 +66,8 @@ def describe_visual(visual: nn.Module) -> VisualSpec:
         raise UnsupportedTower("no class token")
     if visual.image_size[0] != visual.image_size[1] or visual.patch_size[0] != visual.patch_size[1]:
         raise UnsupportedTower(f"non-square image/patch size {visual.image_size}/{visual.patch_size}")
-    if not isinstance(visual.patch_dropout, nn.Identity):
-        raise UnsupportedTower("patch dropout")
     if visual.conv1.bias is not None:
         raise UnsupportedTower("patch embedding with bias")
-    if visual.positional_embedding.requires_grad is False:
-        raise UnsupportedTower("fixed sin-cos position embedding (pos_embed_type='sin_cos_2d')")
     blocks = visual.transformer.resblocks
     norms = [] if isinstance(visual.ln_pre, nn.Identity) else [visual.ln_pre]
     norms.append(visual.ln_post)
