@@ -4,6 +4,7 @@
     clips-llava chat --model runs/demo/llava --image cat.png --prompt "What is in the image?"
     echo "Describe the image." | clips-llava chat --model DIR --image cat.png --prompt -
     clips-llava chat --model runs/lora-adapter --base runs/demo/llava --load-4bit
+    clips-llava chat --model llava-hf/llava-1.5-7b-hf --load-4bit --image cat.png   # hub id, online
 
 Interactive commands: `/image PATH` (switch image, clears the history), `/reset`, `/exit`;
 Ctrl-D or Ctrl-C leaves (Ctrl-C during an answer stops the generation first). Bad input never
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Chat with a stock HF Llava model (or a LoRA adapter on one), streaming the answer.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, metavar="DIR", help="HF Llava directory, or a LoRA adapter directory (with --base)")
+    p.add_argument("--model", required=True, metavar="DIR", help="HF Llava directory (or hub id), or a LoRA adapter directory (with --base)")
     p.add_argument("--base", metavar="DIR", help="base Llava directory for a LoRA adapter given as --model")
     p.add_argument("--image", metavar="PATH", help="image for the first user turn")
     p.add_argument("--prompt", metavar="TEXT", help="one-shot: answer TEXT and exit ('-' reads it from stdin)")
@@ -52,14 +53,15 @@ def _error(msg: str) -> int:
 
 
 def _quiet_libraries() -> None:
-    import warnings
+    import logging
 
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    # bitsandbytes warns at every int8 matmul whose input is not fp16 (always the case on CPU)
-    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+    # bitsandbytes logs at every int8 matmul whose input is not fp16 (always the case on CPU), and
+    # once about an optional CPU kernel package; neither is actionable for a chat user.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def _print_answer(session, text: str) -> None:

@@ -7,8 +7,9 @@
     for chunk in session.stream("What is in the image?"):
         print(chunk, end="", flush=True)
 
-Loads any stock HF `LlavaForConditionalGeneration` directory, or a peft LoRA adapter directory
-on top of one (`base=`). 4/8-bit loading goes through bitsandbytes with the vision tower and the
+Loads any stock HF `LlavaForConditionalGeneration` directory (or hub id such as
+`llava-hf/llava-1.5-7b-hf`, for users online), or a peft LoRA adapter directory on top of one
+(`base=`). 4/8-bit loading goes through bitsandbytes with the vision tower and the
 projector kept unquantized (`llm_int8_skip_modules` needs their *full* prefixes, DESIGN §7).
 Prompts are rendered with the processor's own chat template, so the history is formatted the way
 the model was trained; the image is attached to the first user turn, as LLaVA-1.5 does.
@@ -16,6 +17,7 @@ the model was trained; the image is attached to the first user turn, as LLaVA-1.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +44,26 @@ PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokeniz
 
 class ChatInputError(ValueError):
     """Bad user input (model dir, image, device): the message is one line, shown as is."""
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt"]  # never pickles
+
+
+def resolve_model_dir(name: str | Path) -> Path:
+    """A local directory as is; an `owner/name` that is not one is fetched from (or found in the
+    cache of) the Hugging Face Hub, e.g. `llava-hf/llava-1.5-7b-hf`. Offline, only the cache."""
+    path = Path(name).expanduser()
+    if path.exists() or not HUB_ID.fullmatch(str(name)):
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(name), allow_patterns=HUB_FILES))
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError, ValueError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ChatInputError(f"model directory not found: {name} (not a local directory; Hugging Face Hub: {why})") from None
 
 
 def _read_config(path: Path) -> dict:
@@ -103,12 +125,12 @@ def quantization_config(quant: str | None, dtype: torch.dtype) -> BitsAndBytesCo
 def load_llava(model_dir: str | Path, base: str | Path | None = None, quant: str | None = None,
                device: str = "auto"):
     """Load (model, processor) from a Llava dir, or from a LoRA adapter dir plus its `base` dir."""
-    model_dir = Path(model_dir)
     device = resolve_device(device)
+    model_dir = resolve_model_dir(model_dir)
     if is_adapter_dir(model_dir):
         if base is None:
             raise ChatInputError(f"{model_dir} is a LoRA adapter directory: pass its base model with --base DIR")
-        weights_dir = check_llava_dir(base)
+        weights_dir = check_llava_dir(resolve_model_dir(base))
     else:
         if base is not None:
             raise ChatInputError(f"--base is only for LoRA adapter directories; {model_dir} has no adapter_config.json")

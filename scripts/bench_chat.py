@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from llava_train.chat_session import ChatInputError, ChatSession, load_image, load_llava
 
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     if args.threads:

@@ -14,7 +14,6 @@ that machine noise (shared CPUs) hits both alike; the median step time is report
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import time
 

@@ -27,6 +27,12 @@ def test_missing_model_dir(tmp_path, capsys):
     _one_line_error(capsys, "not found", "nope")
 
 
+def test_hub_id_offline_not_cached(capsys):
+    # an owner/name that is no local directory goes to the hub cache; offline and absent: one line
+    assert chat.main(["--model", "no-such-owner/no-such-llava", *ONE_SHOT]) == 2
+    _one_line_error(capsys, "not found", "no-such-owner/no-such-llava")
+
+
 @pytest.mark.parametrize("content, needle", [
     ({"model_type": "bert"}, "not a Llava model"),
     (None, "no config.json"),

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from clips_tower.captioner import Captioner, captioner_attn_mask
-from clips_tower.retrieval import recall_at_k
 from clips_tower.model import CLIPSModel, load_arch
+from clips_tower.retrieval import recall_at_k
 from clips_tower.text_reduction import STRATEGIES, get_strategy, split_sentences
 from clips_tower.tokenizer import build_tokenizer
 
@@ -126,3 +126,26 @@ def test_recall_at_k_by_hand():
     assert r["i2t_R@5"] == 100.0
     # t2i ranks of the true image: text0 -> 3rd, text1 -> 1st, text2 -> 2nd, text3 -> 3rd
     assert r["t2i_R@1"] == 25.0 and r["t2i_R@2"] == 50.0 and r["t2i_R@5"] == 100.0
+
+
+def test_every_run_config_loads_and_names_an_architecture():
+    from pathlib import Path
+
+    from clips_tower.config import load_run_config
+
+    names = sorted(p.stem for p in Path("configs/clips").glob("*.yaml"))
+    assert {"tiny", "clip-web", "clips", "clips-full-caption", "clips-block", "clips-no-captioner"} <= set(names)
+    for name in names:
+        cfg = load_run_config(f"configs/clips/{name}.yaml")
+        arch = load_arch(cfg.model)
+        assert not cfg.method.captioner or arch["captioner_cfg"]["num_queries"] > 0
+
+
+def test_clips_tokenizer_mode_without_vocab_is_a_clear_error(monkeypatch, tmp_path):
+    from clips_tower.tokenizer import TokenizerUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: the vocabulary is surely absent
+    text_cfg = load_arch("configs/clips/models/ViT-L-14-CLIPS-224.json")["text_cfg"]
+    with pytest.raises(TokenizerUnavailableError, match="bert-base-uncased"):
+        build_tokenizer(text_cfg)

@@ -33,7 +33,8 @@ def test_export_and_check_tiny_json(tmp_path, capsys):
 
     # the check can fail: perturb one exported tensor -> exit 1
     sd = load_file(str(out / "model.safetensors"))
-    sd["layers.1.mlp.fc1.bias"] = sd["layers.1.mlp.fc1.bias"] + 0.05
+    key = "encoder.layer.1.intermediate.dense.bias"  # transformers saves the classic ViT layout
+    sd[key] = sd[key] + 0.05
     save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
     rc, stdout, _ = _run(["check", "--source", str(TINY_JSON), "--random-init", "--exported", str(out)], capsys)
     assert rc == 1 and "PARITY FAILED" in stdout

@@ -4,7 +4,7 @@
     report = check_parity(load_source("tiny", random_init=True), "runs/towers/tiny")
     print(report.format()); assert report.ok
 
-Two comparisons on a fixed set of awkward images (`processors.test_images`: non-square, tiny,
+Two comparisons on a fixed set of awkward images (`processors.sample_images`: non-square, tiny,
 RGBA, L, CMYK, palette with transparency, 16-bit):
 (a) pixels: open_clip's own inference transform on the RGB-converted image vs the exported
     processor (PIL backend) on the image as given; the torchvision backend that `AutoImageProcessor`
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from clips_tower.adapter.processors import load_tower_processor, open_clip_transform, test_images, to_8bit, to_rgb
+from clips_tower.adapter.processors import load_tower_processor, open_clip_transform, sample_images, to_8bit, to_rgb
 from clips_tower.adapter.sources import SourceTower
 
 FP32_REL_TOL = 1e-5
@@ -85,7 +85,7 @@ def check_parity(src: SourceTower, exported, *, dtype: str = "float32", device: 
     else:
         model, processor = exported
         fast = None
-    images = test_images() if images is None else images
+    images = sample_images() if images is None else images
     report = ParityReport()
 
     # (a) pixels, every image

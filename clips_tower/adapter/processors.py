@@ -90,7 +90,7 @@ def load_tower_processor(tower_dir: str | Path):
     return AutoImageProcessor.from_pretrained(str(tower_dir), backend="pil")
 
 
-def test_images(seed: int = 0) -> list[tuple[str, Image.Image]]:
+def sample_images(seed: int = 0) -> list[tuple[str, Image.Image]]:
     """A fixed set of awkward images: square, landscape, portrait, tiny, very wide; RGB and non-RGB modes."""
     rng = np.random.default_rng(seed)
 

@@ -111,6 +111,9 @@ def build_visual(model_cfg: dict[str, Any], seed: int | None = 0) -> nn.Module:
         raise SourceError(f"bad open_clip vision_cfg: {e}") from e
     except (AssertionError, ValueError) as e:
         raise SourceError(f"open_clip cannot build this vision_cfg: {e}") from e
+    from clips_tower.adapter.convert import describe_visual
+
+    describe_visual(visual)  # refuse unmappable towers before spending time on weights
     if any(True for _ in visual.buffers()):
         raise SourceError("vision tower has buffers; not supported by the adapter")
     if seed is not None:
@@ -188,7 +191,7 @@ def _load_hub_open_clip(name: str, recipe: str | None) -> SourceTower:
 
 
 def _load_hf_clip(name: str) -> SourceTower:
-    from transformers import AutoConfig, CLIPImageProcessor, CLIPVisionModel
+    from transformers import AutoConfig, AutoImageProcessor, CLIPVisionModel
 
     try:
         config = AutoConfig.from_pretrained(name)
@@ -200,8 +203,10 @@ def _load_hf_clip(name: str) -> SourceTower:
         raise SourceError(f"{name}: model_type {config.model_type!r} is not a CLIP vision model")
     try:
         model = CLIPVisionModel.from_pretrained(name, dtype=torch.float32).eval()
-        processor = CLIPImageProcessor.from_pretrained(name, backend="pil")
+        processor = AutoImageProcessor.from_pretrained(name, backend="pil")  # exact PIL backend
     except Exception as e:
+        if Path(name).exists():
+            raise SourceError(f"{name}: cannot load CLIP vision model/processor: {type(e).__name__}: {e}") from e
         raise _hub_error(name, e) from e
     return SourceTower(name, "hf_clip", hf_model=model, hf_processor=processor)
 
