@@ -46,7 +46,8 @@ def check_one(name: str, args) -> dict:
     report = check_parity(src, (model, processor), dtype=args.dtype, device=args.device, token_images=args.token_images)
     tokens = [r for r in report.rows if not r["what"].startswith("pixels")]
     pixels = [r for r in report.rows if r["what"].startswith("pixels") and r["tol_rel"] is not None]
-    src.visual.to("cpu")
+    if src.visual is not None:  # free device memory before timing
+        src.visual.to("cpu")
     ips = throughput(model, model.config.image_size, args.batch, DTYPES[args.dtype], args.device, args.iters, args.warmup)
     out = {
         "tower": name, "hf_class": type(model).__name__, "ok": report.ok,
