@@ -61,7 +61,12 @@ def offline_env(**extra) -> dict:
 
 def torchrun(nproc: int, args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """`torchrun --nproc_per_node N -m llava_train.train ARGS` on CPU; raises with the log on failure."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_port=0",
+    import socket
+
+    with socket.socket() as s:  # --master_port=0 hangs DeepSpeed's gloo init here: pick a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port}",
            "-m", "llava_train.train", *args]
     r = subprocess.run(cmd, cwd=REPO, env=offline_env(), capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:

@@ -162,3 +162,13 @@ def test_modality_length_sampler_groups():
     for k in range(0, 24, 4):
         batch = order[k:k + 4]
         assert len({lengths[i] > 0 for i in batch}) == 1  # one modality per batch
+
+
+def test_every_llava_config_parses(tmp_path):
+    from tests.llava_helpers import REPO
+
+    from llava_train.train import parse_args
+
+    for cfg in sorted((REPO / "configs/llava").glob("*.yaml")):
+        m, d, t = parse_args(["--config", str(cfg), "--output_dir", str(tmp_path), "--deepspeed", "", "--use_cpu", "true"])
+        assert m.stage in ("stage1", "stage2", "stage2_lora") and d.template in ("plain", "vicuna_v1"), cfg
