@@ -14,7 +14,6 @@ are skipped, counted by reason and their keys kept.
 """
 from __future__ import annotations
 
-import io
 import json
 import random
 from collections import Counter
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import torch
 import webdataset as wds
-from PIL import Image
 
 from clips_tower.config import ClipsRunConfig
+from clips_tower.images import load_rgb
 from clips_tower.text_reduction import get_strategy, split_sentences
 from clips_tower.tokenizer import TextTokenizer
 
@@ -123,7 +122,7 @@ class ShardStream:
         if ext is None:
             return self._skip(key, "no image")
         try:
-            image = self.transform(Image.open(io.BytesIO(sample[ext])).convert("RGB"))
+            image = self.transform(load_rgb(sample[ext]))
         except Exception:  # any undecodable image is a counted skip, never a crash
             return self._skip(key, "corrupt image")
         try:

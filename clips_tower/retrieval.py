@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
+
+from clips_tower.images import load_rgb
 
 EXAMPLE = ("example:\n  clips-llava clips eval --model runs/clips-tiny/export --data runs/world-tiny "
            "--out runs/clips-tiny/retrieval.json")
@@ -80,7 +81,7 @@ def evaluate_retrieval(model, preprocess, tokenizer, paths: list[Path], captions
     """Encode with the open_clip API (`encode_image` / `encode_text`) and score R@1/5/10 both ways."""
     img, txt = [], []
     for i in range(0, len(paths), batch_size):
-        x = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths[i : i + batch_size]]).to(device)
+        x = torch.stack([preprocess(load_rgb(p)) for p in paths[i : i + batch_size]]).to(device)
         img.append(F.normalize(model.encode_image(x).float(), dim=-1))
     for i in range(0, len(captions), batch_size):
         txt.append(F.normalize(model.encode_text(tokenizer(captions[i : i + batch_size]).to(device)).float(), dim=-1))

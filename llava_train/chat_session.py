@@ -34,6 +34,8 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
+from clips_tower.images import load_rgb
+
 # Full module prefixes of `LlavaForConditionalGeneration` that stay in full precision: the tower,
 # the projector (both small and accuracy-sensitive) and the output head (bitsandbytes' default).
 UNQUANTIZED_MODULES = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
@@ -57,7 +59,11 @@ def resolve_model_dir(name: str | Path) -> Path:
     if path.exists() or not HUB_ID.fullmatch(str(name)):
         return path
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     try:
         return Path(snapshot_download(str(name), allow_patterns=HUB_FILES))
@@ -167,8 +173,7 @@ def load_image(path: str | Path) -> Image.Image:
     if not path.is_file():
         raise ChatInputError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")  # also forces the full decode, so truncated files fail here
+        return load_rgb(path)  # full, strict decode: truncated files fail here
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ChatInputError(f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
