@@ -51,7 +51,7 @@ def test_rerun_skips_complete_steps_and_redoes_a_damaged_one(demo_run, capsys):
     (out / "report" / "report.md").write_text("tampered\n")
     assert demo.main(["--out", str(out), "--preset", "tiny", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("skipped") == len(demo.build_steps(demo.get_preset("tiny"), out, 0)) - 1
+    assert printed.count("(manifest hashes match), skipped") == len(demo.build_steps(demo.get_preset("tiny"), out, 0)) - 1
     assert "report: done in" in printed
     assert "clip-web" in (out / "report" / "report.md").read_text()
 
