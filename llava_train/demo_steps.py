@@ -106,6 +106,7 @@ def run_steps(steps: list[Step], out: Path, *, fresh: bool = False, echo: bool =
             assert proc.stdout is not None
             for line in proc.stdout:
                 log.write(line)
+                log.flush()
                 if echo:
                     sys.stdout.write(f"  {line}" if line.strip() else line)
             rc = proc.wait()

@@ -15,8 +15,8 @@ LM_PRESETS: dict[str, dict] = {
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
     ),
     "demo": dict(
-        vocab_size=4096, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
-        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048,
+        vocab_size=2048, hidden_size=192, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=2048,
     ),
 }
 
