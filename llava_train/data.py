@@ -1,5 +1,7 @@
 """LLaVA-1.5 conversation data: validated samples, counted skips, padding collator.
 
+(Packing: `llava_train.packing`; precomputed tower features: `llava_train.feature_cache`.)
+
     from llava_train.data import LlavaDataset, LlavaCollator
     ds = LlavaDataset("llava_v1_5_mix665k.json", "images/", processor, template="vicuna_v1",
                       model_max_length=2048)
@@ -20,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from PIL import Image
 
+from clips_tower.images import load_rgb, open_image
 from llava_train.templates import IMAGE, TemplateError, get_template
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,7 @@ class TooManyBadSamples(ValueError):
 
 def _decodes(path: Path) -> bool:
     try:
-        with Image.open(path) as im:
-            im.load()
+        open_image(path)
         return True
     except Exception:  # any decoder error means the same thing here: unusable image
         return False
@@ -92,6 +93,7 @@ class LlavaDataset(torch.utils.data.Dataset):
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE)
         self.num_image_tokens = self._num_image_tokens(processor)
         self.skips = SkipCounter()
+        self.image_rows: dict[Path, int] | None = None  # set by llava_train.feature_cache.attach
         raw = json.loads(Path(data_path).read_text(encoding="utf-8"))
         images = self._check_images(raw, check_images, num_threads)
         self.samples: list[dict] = []
@@ -172,14 +174,20 @@ class LlavaDataset(torch.utils.data.Dataset):
         return [len(s["input_ids"]) * (1 if s["image"] is not None else -1) for s in self.samples]
 
     def image_pixels(self, path: Path) -> torch.Tensor:
-        with Image.open(path) as im:
-            image = im.convert("RGB")
+        image = load_rgb(path)
         return self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    @property
+    def image_paths(self) -> list[Path]:
+        """The distinct images of the kept samples, in first-use order."""
+        return list(dict.fromkeys(s["image"] for s in self.samples if s["image"] is not None))
 
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         item = {"input_ids": torch.tensor(s["input_ids"]), "labels": torch.tensor(s["labels"])}
-        if s["image"] is not None:
+        if s["image"] is not None and self.image_rows is not None:
+            item["image_row"] = self.image_rows[s["image"]]  # precomputed tower features: no decoding
+        elif s["image"] is not None:
             item["pixel_values"] = self.image_pixels(s["image"])  # (3, H, W)
         return item
 
@@ -193,14 +201,17 @@ class LlavaCollator:
     """
 
     def __init__(self, pad_token_id: int, image_token_id: int, num_image_tokens: int,
-                 image_shape: tuple[int, int, int] | None = None, pad_to_multiple_of: int | None = None):
+                 image_shape: tuple[int, int, int] | None = None, pad_to_multiple_of: int | None = None,
+                 cached_features: bool = False):
         self.pad_token_id, self.image_token_id = pad_token_id, image_token_id
         self.num_image_tokens, self.image_shape = num_image_tokens, image_shape
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.cached_features = cached_features  # items carry `image_row` (feature cache) instead of pixels
 
     def __call__(self, batch: list[dict]) -> dict:
         images = [b["pixel_values"] for b in batch if "pixel_values" in b]
-        extra = self.num_image_tokens if not images and self.image_shape is not None else 0
+        image_rows = [b["image_row"] for b in batch if "image_row" in b]
+        extra = self.num_image_tokens if not images and not image_rows and self.image_shape is not None else 0
         longest = max(len(b["input_ids"]) for b in batch)
         length = max(longest, len(batch[0]["input_ids"]) + extra)
         if self.pad_to_multiple_of:
@@ -215,7 +226,12 @@ class LlavaCollator:
         if extra:
             n = len(batch[0]["input_ids"])
             input_ids[0, n:n + extra] = self.image_token_id
-            images = [torch.zeros(self.image_shape)]
+            if self.cached_features:
+                image_rows = [0]  # row 0 of a feature cache holds the zero image's features
+            else:
+                images = [torch.zeros(self.image_shape)]
         if images:
             out["pixel_values"] = torch.stack(images)  # (N_images, 3, H, W)
+        if image_rows:
+            out["image_rows"] = torch.tensor(image_rows, dtype=torch.long)  # (N_images,) feature-cache rows
         return out

@@ -123,12 +123,26 @@ def run(margs, dargs, targs) -> int:
     trainable = apply_stage(model, spec)
     vcfg = (model.get_base_model() if spec.lora else model).config.vision_config
     size = vcfg.image_size if isinstance(vcfg.image_size, int) else vcfg.image_size[0]
-    collator = LlavaCollator(processor.tokenizer.pad_token_id, processor.tokenizer.convert_tokens_to_ids("<image>"),
-                             dataset.num_image_tokens, (vcfg.num_channels, size, size))
+    cache = None
+    if targs.feature_cache:
+        if spec.tower:
+            raise ValueError("feature_cache needs a frozen tower; turn off train_tower or feature_cache")
+        from llava_train.feature_cache import build_feature_cache
+
+        with targs.main_process_first(desc="tower feature cache"):  # rank 0 writes feature_cache_dir first
+            cache = build_feature_cache(model, dataset, device=targs.device, cache_dir=targs.feature_cache_dir)
+    ids = (processor.tokenizer.pad_token_id, processor.tokenizer.convert_tokens_to_ids("<image>"),
+           dataset.num_image_tokens, (vcfg.num_channels, size, size))
+    if targs.packing:
+        from llava_train.packing import PackingCollator
+
+        collator = PackingCollator(*ids, max_length=targs.packing_max_length, cached_features=cache is not None)
+    else:
+        collator = LlavaCollator(*ids, cached_features=cache is not None)
     trainer = LlavaTrainer(
         model=model, args=targs, train_dataset=dataset, data_collator=collator, processing_class=processor,
         modality_lengths=dataset.modality_lengths, mm_projector_lr=targs.mm_projector_lr,
-        vision_tower_lr=targs.vision_tower_lr,
+        vision_tower_lr=targs.vision_tower_lr, feature_cache=cache, label_logits_only=targs.label_logits_only,
         callbacks=[InterruptCallback(targs.interrupt_after_steps)] if targs.interrupt_after_steps else None)
     resume = targs.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "last"):
@@ -146,6 +160,8 @@ def run(margs, dargs, targs) -> int:
             _export_lora_projector(Path(targs.output_dir))
     if targs.should_save:
         report = {"stage": margs.stage, "init": str(init), "losses": losses, "global_step": trainer.state.global_step,
+                  "speedups": {"packing": targs.packing, "feature_cache": cache is not None,
+                               "label_logits_only": targs.label_logits_only},
                   "interrupted": bool(interrupted), "bad_samples": dataset.skips.as_dict(),
                   "kept_samples": len(dataset), "trainable": trainable}
         tmp = Path(targs.output_dir) / "run_report.json.tmp"

@@ -9,6 +9,10 @@ and split into per-rank batches, so the batches that run together (one per rank,
 dispatches consecutive batches to ranks) hold samples of similar length and of one modality.
 Megabatches are then shuffled, the leftover ones last. Deterministic in (seed, epoch), which is
 what lets `--resume_from_checkpoint` skip exactly the batches already seen.
+
+With one process a megabatch is one batch, so LLaVA-1.5's grouping only sorts inside a batch;
+`mult` > 1 (the `length_group_mult` field) sorts `mult` steps' worth of samples together before
+cutting them into steps, which removes most padding (the steps are still shuffled).
 """
 from __future__ import annotations
 
@@ -16,15 +20,18 @@ import torch
 
 
 def modality_length_grouped_indices(lengths: list[int], batch_size: int, world_size: int,
-                                    generator: torch.Generator) -> list[int]:
-    mega = batch_size * world_size
+                                    generator: torch.Generator, mult: int = 1) -> list[int]:
+    step = batch_size * world_size
     megabatches, leftovers = [], []
     for sign in (1, -1):
         idx = [i for i, n in enumerate(lengths) if (n > 0) == (sign > 0)]
         perm = [idx[j] for j in torch.randperm(len(idx), generator=generator).tolist()]
-        for k in range(0, len(perm), mega):
-            chunk = sorted(perm[k:k + mega], key=lambda i: -abs(lengths[i]))
-            (megabatches if len(chunk) == mega else leftovers).append(chunk)
+        for k in range(0, len(perm), step * mult):
+            # mult > 1 sorts `mult` steps' worth of samples together, then cuts them into steps: the
+            # samples of a step are closer in length (less padding); the steps are shuffled below.
+            chunk = sorted(perm[k:k + step * mult], key=lambda i: -abs(lengths[i]))
+            for j in range(0, len(chunk), step):
+                (megabatches if len(chunk[j:j + step]) == step else leftovers).append(chunk[j:j + step])
     order = [megabatches[j] for j in torch.randperm(len(megabatches), generator=generator).tolist()]
     # Leftovers of both modalities form the tail, still length-sorted.
     tail = sorted((i for chunk in leftovers for i in chunk), key=lambda i: -abs(lengths[i]))
@@ -32,8 +39,9 @@ def modality_length_grouped_indices(lengths: list[int], batch_size: int, world_s
 
 
 class ModalityLengthSampler(torch.utils.data.Sampler):
-    def __init__(self, lengths: list[int], batch_size: int, world_size: int = 1, seed: int = 0):
+    def __init__(self, lengths: list[int], batch_size: int, world_size: int = 1, seed: int = 0, mult: int = 1):
         self.lengths, self.batch_size, self.world_size, self.seed = lengths, batch_size, world_size, seed
+        self.mult = mult
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -44,4 +52,4 @@ class ModalityLengthSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(modality_length_grouped_indices(self.lengths, self.batch_size, self.world_size, g))
+        return iter(modality_length_grouped_indices(self.lengths, self.batch_size, self.world_size, g, self.mult))

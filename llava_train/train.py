@@ -56,9 +56,18 @@ class DataArguments:
 class LlavaTrainingArguments(TrainingArguments):
     model_max_length: int = 2048
     group_by_modality_length: bool = False
+    length_group_mult: int = field(default=1, metadata={"help": "group_by_modality_length sorts this many steps of "
+                                                                "samples together (1: LLaVA-1.5; more: less padding)"})
     mm_projector_lr: float | None = None
     vision_tower_lr: float | None = None
     interrupt_after_steps: int | None = field(default=None, metadata={"help": "stop at this step (resume tests)"})
+    packing: bool = field(default=False, metadata={"help": "pack several samples per row (llava_train.packing)"})
+    packing_max_length: int | None = field(default=None, metadata={"help": "packed row length (default: the "
+                                                                            "batch's longest sample)"})
+    feature_cache: bool = field(default=False, metadata={"help": "precompute frozen-tower features once "
+                                                                 "(llava_train.feature_cache; not with ZeRO-3)"})
+    feature_cache_dir: str | None = field(default=None, metadata={"help": "keep the feature cache on disk here"})
+    label_logits_only: bool = field(default=True, metadata={"help": "LM head + loss only at labelled positions"})
 
 
 def yaml_to_argv(path: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""HF Trainer for LLaVA stages: per-part learning rates, modality-length grouping, complete saves.
+"""HF Trainer for LLaVA stages: per-part lrs, modality-length grouping, fast loss paths, complete saves.
 
     trainer = LlavaTrainer(model=model, args=args, train_dataset=ds, data_collator=collator,
                            processing_class=processor, modality_lengths=ds.modality_lengths)
@@ -15,12 +15,19 @@ import os
 import shutil
 from pathlib import Path
 
+import torch
 from transformers import Trainer, TrainerCallback
 
+from llava_train.data import IGNORE_INDEX
+from llava_train.feature_cache import base_llava
 from llava_train.sampler import ModalityLengthSampler
 from llava_train.stages import param_groups
 
 log = logging.getLogger(__name__)
+
+
+def base_dtype(model) -> torch.dtype:
+    return next(base_llava(model).model.multi_modal_projector.parameters()).dtype
 
 
 class InterruptCallback(TrainerCallback):
@@ -37,17 +44,65 @@ class InterruptCallback(TrainerCallback):
 
 
 class LlavaTrainer(Trainer):
+    """Stock Trainer + per-part lrs, length grouping, cached tower features, logits only where learned.
+
+    `feature_cache` (llava_train.feature_cache): batches carry `image_rows` instead of pixels; their
+    projected features reach Llava through its `mm_encoder_outputs` argument. `label_logits_only`:
+    the LM head and cross-entropy run only at positions whose next token is a target (Llava's
+    `logits_to_keep` with a boolean mask); the loss is the same token mean as the stock one.
+    """
+
     def __init__(self, *args, modality_lengths: list[int] | None = None, mm_projector_lr: float | None = None,
-                 vision_tower_lr: float | None = None, **kwargs):
+                 vision_tower_lr: float | None = None, feature_cache=None, label_logits_only: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.modality_lengths = modality_lengths
         self.mm_projector_lr, self.vision_tower_lr = mm_projector_lr, vision_tower_lr
+        self.feature_cache, self.label_logits_only = feature_cache, label_logits_only
+
+    def floating_point_ops(self, inputs) -> int:
+        """The stock estimate (6 x tokens x non-embedding params) with the parameter count taken once,
+        not walked over every module at every step."""
+        if getattr(self, "_num_params", None) is None:
+            self._num_params = self.model.num_parameters(exclude_embeddings=True) if hasattr(
+                self.model, "num_parameters") else 0
+        return 6 * inputs["input_ids"].numel() * self._num_params if "input_ids" in inputs else 0
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        if "image_row" not in self._signature_columns:  # not a forward argument: keep it for compute_loss
+            self._signature_columns += ["image_row", "image_rows"]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        if "position_ids" in inputs and "attention_mask" not in inputs:
+            inputs["use_cache"] = False  # a cache would hide the packed rows from the mask builder
+        if "image_rows" in inputs:
+            if self.feature_cache is None:
+                raise ValueError("batch carries image_rows but the trainer has no feature_cache")
+            dtype = base_dtype(model)
+            inputs["mm_encoder_outputs"] = self.feature_cache.projected(model, inputs.pop("image_rows"), dtype)
+        if not self.label_logits_only or "labels" not in inputs or self.label_smoother is not None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # (B, T): next token
+        keep = targets != IGNORE_INDEX
+        outputs = model(**inputs, logits_to_keep=keep)  # logits (K, V) at the kept positions only
+        loss = torch.nn.functional.cross_entropy(outputs.logits.float(), targets[keep], reduction="sum")
+        if num_items_in_batch is not None:
+            loss = loss / num_items_in_batch  # same token mean (and GA scaling) as the stock loss
+            if self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs:
+                loss = loss * self.accelerator.num_processes
+        else:
+            loss = loss / keep.sum().clamp(min=1)
+        return (loss, outputs) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
         if getattr(self.args, "group_by_modality_length", False) and self.modality_lengths is not None:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return ModalityLengthSampler(self.modality_lengths, self.args.per_device_train_batch_size
                                          * self.args.gradient_accumulation_steps, self.args.world_size,
-                                         seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+                                         seed=seed, mult=getattr(self.args, "length_group_mult", 1))
         return super()._get_train_sampler(train_dataset)
 
     def create_optimizer(self, model=None):

@@ -1,17 +1,24 @@
 """Benchmark LLaVA training throughput: our trainer vs stock HF Trainer + Llava with plain padding.
 
-    .venv/bin/python scripts/bench_llava_train.py --steps 20                       # tiny world, CPU
-    python scripts/bench_llava_train.py --real-widths --device cuda --steps 30     # ViT-L/14-336 + ~1B Llama, bf16
+    .venv/bin/python scripts/bench_llava_train.py --steps 30 --check-exact             # tiny world, CPU
+    .venv/bin/python scripts/bench_llava_train.py --steps 30 --preset demo             # demo world + demo shapes
+    python scripts/bench_llava_train.py --real-widths --device cuda --steps 10 --stages stage1,stage2
 
-Both sides train the same assembled stock Llava on the same data, with the same batch size and
-optimizer, for stage 1 (projector only, `plain`) and stage 2 (projector + LLM, `vicuna_v1`), in
-one process, one after the other. The baseline is `transformers.Trainer` with a random sampler
-and a collator that pads every batch to its longest sample; ours is `LlavaTrainer` with LLaVA-1.5
-`group_by_modality_length`. Tokens/s counts every non-pad token, image tokens included. Prints
-one line per (stage, side) and the ratio; `--json FILE` writes the numbers. At real widths it
-also reports peak memory and MFU (6 x LM params + 2 x tower params per token/patch, vs
-`--peak_tflops`, 989 for H100 bf16 dense). Not done yet: the stage-1 frozen-tower feature cache
-and sequence packing (see the issue); only length grouping is measured here.
+Both sides train the same assembled stock Llava on the same data, with the same batch size,
+optimizer and schedule, for stage 1 (projector only, `plain`) and stage 2 (projector + LLM,
+`vicuna_v1`), in one process, one after the other. The baseline is `transformers.Trainer` with a
+random sampler and a collator that pads every batch to its longest sample. Ours is `LlavaTrainer`
+with the speed-ups named by `--ours` (default all): LLaVA-1.5 `group_by_modality_length`,
+sequence packing (`llava_train.packing`), the frozen-tower feature cache
+(`llava_train.feature_cache`, built before training; its one-off cost is printed and also folded
+into a second ratio) and LM-head logits only at labelled positions. Tokens/s counts the batch's
+sample tokens (image tokens included, padding not), over the steps after `--warmup`, each step
+timed end to end (data loading included); steps slower than 3x the median (another process took
+the shared CPU) are dropped from both sums. Loss curves are compared step by step; with
+`--check-exact` ours also runs without grouping (the baseline's sample order), where the losses
+must agree to float noise. At real widths (random ViT-L/14-336 tower + ~1.2B Llama, bf16,
+gradient checkpointing) it also reports peak memory and MFU vs `--peak_tflops` (989 = H100 bf16
+dense). `--json FILE` writes every number and loss curve.
 """
 from __future__ import annotations
 
@@ -47,93 +54,125 @@ def _real_width_parts(tmp: Path, world: Path) -> tuple[Path, Path]:
     return tower, lm
 
 
-def _tiny_parts(tmp: Path, world: Path) -> tuple[Path, Path]:
+def _embedded_parts(tmp: Path, world: Path, preset: str) -> tuple[Path, Path]:
+    """The world preset's own tower shape (configs/clips/models/PRESET.json) and LM preset, random weights."""
     from clips_tower.adapter import export_tower
-
     from llava_train.lm import init_lm
 
     repo = Path(__file__).resolve().parents[1]
-    return export_tower(str(repo / "configs/clips/models/tiny.json"), tmp / "tower", random_init=True), \
-        init_lm(world, tmp / "lm", preset="tiny")
+    return export_tower(str(repo / f"configs/clips/models/{preset}.json"), tmp / "tower", random_init=True), \
+        init_lm(world, tmp / "lm", preset=preset)
 
 
 class _Meter:
-    """Counts non-pad tokens per step (callback-free: wraps the collator)."""
+    """Adds `n_tokens` (the batch's sample tokens: image tokens included, padding not) to each batch."""
 
-    def __init__(self, collator):
-        self.collator, self.tokens = collator, 0
+    def __init__(self, collator, num_image_tokens: int):
+        self.collator, self.num_image_tokens = collator, num_image_tokens
 
     def __call__(self, batch):
         out = self.collator(batch)
-        self.tokens += int(out["attention_mask"].sum())
+        n_images = sum(1 for b in batch if "pixel_values" in b or "image_row" in b)
+        out["n_tokens"] = torch.tensor([sum(len(b["input_ids"]) for b in batch), n_images * self.num_image_tokens])
         return out
 
 
+def _counting(trainer_cls):
+    """`trainer_cls` that pops `n_tokens` before each step and records it (works with dataloader workers)."""
+
+    class Counting(trainer_cls):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            self.bench_tokens.append(inputs.pop("n_tokens").tolist())  # [tokens, image tokens]
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    return Counting
+
+
 class _Timer(TrainerCallback):
-    """Times the steps after `warmup` (first steps pay one-off kernel/allocator setup)."""
+    """Wall time of each optimizer step (end to end, data loading included)."""
 
-    def __init__(self, meter, warmup, device):
-        self.meter, self.warmup, self.device = meter, warmup, device
-        self.t0 = self.t1 = None
-        self.tokens0 = 0
-
-    def _sync(self):
-        if self.device == "cuda":
-            torch.cuda.synchronize()
+    def __init__(self, device):
+        self.device, self.marks = device, []
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup:
-            self._sync()
-            self.t0, self.tokens0 = time.perf_counter(), self.meter.tokens
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        self.marks.append(time.perf_counter())
 
-    def on_train_end(self, args, state, control, **kwargs):
-        self._sync()
-        self.t1 = time.perf_counter()
 
-    def seconds(self) -> float:
-        return self.t1 - self.t0
+def _throughput(step_tokens: list[list[int]], timer: _Timer, warmup: int) -> tuple[int, int, float]:
+    """(tokens, image tokens, seconds) over the steps after `warmup`; steps slower than 3x the median
+    (another process took the shared CPU) are left out of all sums."""
+    dts = [b - a for a, b in zip(timer.marks[warmup - 1:], timer.marks[warmup:])]
+    toks = step_tokens[warmup:warmup + len(dts)]
+    med = sorted(dts)[len(dts) // 2]
+    kept = [(n, dt) for n, dt in zip(toks, dts) if dt <= 3 * med]
+    return sum(n[0] for n, _ in kept), sum(n[1] for n, _ in kept), sum(dt for _, dt in kept)
 
 
 def bench_one(init: Path, data: Path, images: Path, template: str, stage: str, ours: bool, args) -> dict:
     from transformers import AutoProcessor, LlavaForConditionalGeneration, Trainer, TrainingArguments
 
     from llava_train.data import LlavaCollator, LlavaDataset
+    from llava_train.packing import PackingCollator
     from llava_train.stages import apply_stage, get_stage
     from llava_train.trainer import LlavaTrainer
 
+    torch.manual_seed(0)
     processor = AutoProcessor.from_pretrained(init)
     ds = LlavaDataset(data, images, processor, template, args.max_len, max_bad_sample_fraction=1.0)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     model = LlavaForConditionalGeneration.from_pretrained(init, dtype=dtype, attn_implementation="sdpa").to(args.device)
+    model.config.use_cache = False  # as llava_train.run does (and packing needs)
     apply_stage(model, get_stage(stage))
     vcfg = model.config.vision_config
-    collator = _Meter(LlavaCollator(processor.tokenizer.pad_token_id, ds.image_token_id, ds.num_image_tokens,
-                                    (3, vcfg.image_size, vcfg.image_size)))
+    shape = (3, vcfg.image_size, vcfg.image_size)
     targs = TrainingArguments(
         output_dir=str(args.tmp / f"{stage}-{ours}"), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
         learning_rate=1e-3 if stage == "stage1" else 2e-5, lr_scheduler_type="cosine", weight_decay=0.0,
         logging_steps=1, save_strategy="no", report_to=[], seed=0, bf16=args.bf16, disable_tqdm=True,
-        use_cpu=args.device == "cpu", dataloader_num_workers=args.workers, gradient_checkpointing=args.real_widths)
+        use_cpu=args.device == "cpu", dataloader_num_workers=args.workers, gradient_checkpointing=args.real_widths,
+        remove_unused_columns=False)  # keeps n_tokens (and image_row) in the batch
+    cache_s = 0.0
     if ours:
-        targs.group_by_modality_length = True
-        trainer = LlavaTrainer(model=model, args=targs, train_dataset=ds, data_collator=collator,
-                               modality_lengths=ds.modality_lengths)
+        cache = None
+        if "cache" in args.ours:
+            from llava_train.feature_cache import build_feature_cache
+
+            t0 = time.perf_counter()
+            cache = build_feature_cache(model, ds, device=args.device, batch_size=32)
+            cache_s = time.perf_counter() - t0
+        ids = (processor.tokenizer.pad_token_id, ds.image_token_id, ds.num_image_tokens, shape)
+        collator = _Meter(PackingCollator(*ids, max_length=args.packing_max_length, cached_features=cache is not None)
+                          if "packing" in args.ours else LlavaCollator(*ids, cached_features=cache is not None),
+                          ds.num_image_tokens)
+        targs.group_by_modality_length = "grouping" in args.ours
+        targs.length_group_mult = args.length_group_mult
+        trainer = _counting(LlavaTrainer)(model=model, args=targs, train_dataset=ds, data_collator=collator,
+                               modality_lengths=ds.modality_lengths, feature_cache=cache,
+                               label_logits_only="label_logits" in args.ours)
     else:
-        trainer = Trainer(model=model, args=targs, train_dataset=ds, data_collator=collator)
-    timer = _Timer(collator, args.warmup, args.device)
+        collator = _Meter(LlavaCollator(processor.tokenizer.pad_token_id, ds.image_token_id, ds.num_image_tokens, shape),
+                          ds.num_image_tokens)
+        trainer = _counting(Trainer)(model=model, args=targs, train_dataset=ds, data_collator=collator)
+    trainer.bench_tokens = []
+    timer = _Timer(args.device)
     trainer.add_callback(timer)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    dt = timer.seconds()
-    collator.tokens -= timer.tokens0  # count only the timed steps
+    tokens, image_tokens, dt = _throughput(trainer.bench_tokens, timer, args.warmup)
+    tps = tokens / dt
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    n_lm = sum(p.numel() for n, p in model.named_parameters() if "vision_tower" not in n)
+    n_lm = sum(p.numel() for n, p in model.named_parameters() if "vision_tower" not in n and "embed_tokens" not in n)
     n_tower = sum(p.numel() for n, p in model.named_parameters() if "vision_tower" in n)
-    flops = 6 * n_lm * collator.tokens + 2 * n_tower * collator.tokens  # upper-bound style estimate
-    r = {"stage": stage, "side": "ours" if ours else "baseline", "tokens": collator.tokens, "seconds": dt,
-         "tokens_per_s": collator.tokens / dt, "first_loss": losses[0], "last_loss": losses[-1],
-         "mean_loss": sum(losses) / len(losses)}
+    # Model FLOPs the step needs (recompute not counted): LM 6 x params per token when it trains (stage 2),
+    # 4 x when frozen (forward + activation gradients, stage 1); the frozen tower's forward, 2 x params per
+    # patch, counts for both sides (the cache moves that work out of the loop, it does not remove it).
+    flops = (6 if stage == "stage2" else 4) * n_lm * tokens + 2 * n_tower * image_tokens
+    r = {"stage": stage, "side": "ours" if ours else "baseline", "tokens": tokens, "seconds": dt,
+         "tokens_per_s": tps, "cache_build_s": cache_s, "losses": losses, "first_loss": losses[0],
+         "last_loss": losses[-1], "mean_loss": sum(losses) / len(losses)}
     if args.device == "cuda":
         r["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
         r["mfu"] = flops / dt / (args.peak_tflops * 1e12)
@@ -141,21 +180,57 @@ def bench_one(init: Path, data: Path, images: Path, template: str, stage: str, o
     return r
 
 
+def _compare(base: dict, ours: dict) -> str:
+    """Ratio line + loss-curve agreement (mean |diff| of the per-step losses vs the baseline's own spread)."""
+    import statistics
+
+    diffs = [abs(a - b) for a, b in zip(base["losses"], ours["losses"])]
+    spread = statistics.pstdev(base["losses"]) if len(base["losses"]) > 1 else 0.0
+    ratio = ours["tokens_per_s"] / base["tokens_per_s"]
+    with_build = ours["tokens"] / (ours["seconds"] + ours["cache_build_s"]) / base["tokens_per_s"]
+    return (f"{base['stage']} ratio ours/baseline: {ratio:.2f}x"
+            + (f" ({with_build:.2f}x counting the one-off cache build, {ours['cache_build_s']:.2f} s)"
+               if ours["cache_build_s"] else "")
+            + f"; loss curves: mean |diff| {sum(diffs) / len(diffs):.4f} (baseline step-to-step std {spread:.4f}), "
+              f"mean loss {base['mean_loss']:.4f} vs {ours['mean_loss']:.4f}")
+
+
+STAGES = {"stage1": ("plain", "stage1.json"), "stage2": ("vicuna_v1", "stage2.json")}
+FEATURES = ("grouping", "packing", "cache", "label_logits")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                epilog="example: .venv/bin/python scripts/bench_llava_train.py --steps 20")
-    p.add_argument("--steps", type=int, default=20)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example:\n  .venv/bin/python scripts/bench_llava_train.py --steps 30 --preset tiny\n"
+                                       "  python scripts/bench_llava_train.py --real-widths --device cuda --steps 10")
+    p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--max_len", type=int, default=2048)
-    p.add_argument("--preset", default="tiny", help="world preset")
+    p.add_argument("--preset", default="tiny", help="world preset (tiny | demo); also picks the tower and LM shapes")
+    p.add_argument("--stages", default="stage1,stage2", help="comma list of stage1, stage2")
+    p.add_argument("--ours", default=",".join(FEATURES), help=f"our side's speed-ups, comma list of {FEATURES}")
+    p.add_argument("--packing_max_length", type=int, default=None,
+                   help="row length for packing (default: the batch's longest sample)")
+    p.add_argument("--length_group_mult", type=int, default=8,
+                   help="ours' grouping sorts this many steps of samples together (1 = LLaVA-1.5 exactly)")
+    p.add_argument("--check-exact", dest="check_exact", action="store_true",
+                   help="also run ours without grouping (same sample order as the baseline): losses must match")
     p.add_argument("--real-widths", dest="real_widths", action="store_true")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (1: steadier on a shared machine)")
     p.add_argument("--peak_tflops", type=float, default=989.0)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--warmup", type=int, default=3, help="untimed first steps")
     p.add_argument("--json")
     args = p.parse_args(argv)
+    stages = args.stages.split(",")
+    args.ours = set(args.ours.split(",")) - {""}
+    bad = [x for x in stages if x not in STAGES] + sorted(args.ours - set(FEATURES))
+    if bad or args.warmup < 1 or args.steps < args.warmup + 2:
+        p.error(f"unknown names {bad}" if bad else "need --warmup >= 1 and --steps >= warmup + 2")
     args.bf16 = args.real_widths
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     from llava_train.model import assemble_llava
     from llava_train.world import generate_world
@@ -164,18 +239,29 @@ def main(argv: list[str] | None = None) -> int:
         args.tmp = Path(tmp)
         world = args.tmp / "world"
         generate_world(world, preset=args.preset, seed=0)
-        tower, lm = (_real_width_parts if args.real_widths else _tiny_parts)(args.tmp, world)
+        tower, lm = _real_width_parts(args.tmp, world) if args.real_widths else _embedded_parts(args.tmp, world, args.preset)
         results = []
-        for stage, template, data in (("stage1", "plain", "stage1.json"), ("stage2", "vicuna_v1", "stage2.json")):
-            init = assemble_llava(tower, lm, args.tmp / f"init-{stage}", template=template)
-            for ours in (False, True):
-                r = bench_one(init, world / "llava" / data, world / "llava/images", template, stage, ours, args)
-                results.append(r)
+        init = assemble_llava(tower, lm, args.tmp / "init")  # one stock Llava; each stage renders its own template
+        for stage in stages:
+            template, data = STAGES[stage]
+            def run(ours: bool, stage=stage, template=template, data=data) -> dict:
+                return bench_one(init, world / "llava" / data, world / "llava/images", template, stage, ours, args)
+
+            base, ours_r = run(False), run(True)
+            for r in (base, ours_r):
                 extra = f", peak {r['peak_mem_gib']:.1f} GiB, MFU {r['mfu']:.1%}" if "mfu" in r else ""
-                print(f"{stage} {r['side']:>8}: {r['tokens_per_s']:10.1f} tokens/s over {r['tokens']} tokens, "
-                      f"mean loss {r['mean_loss']:.3f}{extra}", flush=True)
-            base, ours_r = results[-2], results[-1]
-            print(f"{stage} ratio ours/baseline: {ours_r['tokens_per_s'] / base['tokens_per_s']:.2f}x", flush=True)
+                print(f"{stage} {r['side']:>8}: {r['tokens_per_s']:10.1f} tokens/s over {r['tokens']} tokens "
+                      f"({r['seconds']:.2f} s), mean loss {r['mean_loss']:.4f}{extra}", flush=True)
+            print(_compare(base, ours_r), flush=True)
+            results += [base, ours_r]
+            if args.check_exact:
+                grouping, args.ours = args.ours, args.ours - {"grouping"}
+                same = run(True)
+                args.ours = grouping
+                worst = max(abs(a - b) for a, b in zip(base["losses"], same["losses"]))
+                print(f"{stage} exactness: ours without grouping vs baseline, max |loss diff| over "
+                      f"{len(same['losses'])} steps = {worst:.2e}", flush=True)
+                results.append({**same, "side": "ours_same_order", "max_loss_diff": worst})
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0 if all(math.isfinite(r["last_loss"]) for r in results) else 1

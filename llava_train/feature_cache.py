@@ -1,0 +1,131 @@
+"""Frozen-tower feature cache: compute each image's projector input once, reuse it every step.
+
+    from llava_train.feature_cache import build_feature_cache
+    cache = build_feature_cache(model, dataset, device="cuda", cache_dir="runs/feature_cache")
+    # dataset items now carry `image_row` instead of `pixel_values`; LlavaTrainer(feature_cache=cache)
+    # projects cache.features[image_rows] and hands them to Llava through `mm_encoder_outputs`
+
+While the tower is frozen (stage 1, and LLaVA-1.5's stage 2), the selected tower hidden states
+(layer `vision_feature_layer`, CLS dropped for the "default" strategy: exactly what Llava's
+projector consumes) depend only on the image. They are computed once per distinct image, kept in
+memory as one (N + 1, P, D) tensor (row 0: the all-zero image used by image-less batches) and,
+with `cache_dir`, stored as safetensors keyed by the image's content hash, in a file named by a
+fingerprint of the tower weights + feature layer + image processor, so later runs (resume, stage
+reruns, sweeps) skip the tower entirely. The model is not changed: the trainer passes projected
+features through Llava's own `mm_encoder_outputs` argument, and what is saved is a stock Llava.
+Training-only; not for ZeRO-3 (partitioned tower weights) or a training tower (refused).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def base_llava(model):
+    """The LlavaForConditionalGeneration inside DDP / DeepSpeed / peft wrappers."""
+    while hasattr(model, "module"):  # DDP, DeepSpeedEngine
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@torch.no_grad()
+def tower_features(llava, pixel_values: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, P, D): the tower states Llava's projector consumes (same selection as Llava)."""
+    cfg = llava.config
+    hidden = llava.model.vision_tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+    layers = cfg.vision_feature_layer if isinstance(cfg.vision_feature_layer, list) else [cfg.vision_feature_layer]
+    start = 1 if cfg.vision_feature_select_strategy == "default" else 0  # drop CLS
+    return torch.cat([hidden[i][:, start:] for i in layers], dim=-1)
+
+
+def fingerprint(llava, image_processor) -> str:
+    """Hash of the tower weights, the feature selection and the image processor."""
+    h = hashlib.sha256()
+    for name, p in sorted(llava.model.vision_tower.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    cfg = llava.config
+    h.update(f"{cfg.vision_feature_layer}|{cfg.vision_feature_select_strategy}".encode())
+    h.update(image_processor.to_json_string().encode())
+    return h.hexdigest()[:24]
+
+
+def _image_key(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+class FeatureCache:
+    """`features[row]` for each image path in `rows`; row 0 is the all-zero image."""
+
+    def __init__(self, features: torch.Tensor, rows: dict[Path, int]):
+        self.features, self.rows = features, rows  # (N + 1, P, D)
+
+    def projected(self, model, image_rows: torch.Tensor, dtype: torch.dtype) -> dict:
+        """`mm_encoder_outputs` for Llava's forward: the projector applied to the cached rows."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        llava = base_llava(model)
+        projector = llava.model.multi_modal_projector
+        device = next(projector.parameters()).device
+        feats = self.features[image_rows.cpu()].to(device, dtype, non_blocking=True)  # (N_images, P, D)
+        return {"image": BaseModelOutputWithPooling(pooler_output=list(projector(feats)))}
+
+
+def build_feature_cache(model, dataset, device: str | torch.device = "cpu", batch_size: int = 64,
+                        cache_dir: str | Path | None = None) -> FeatureCache:
+    """Compute (or load from `cache_dir`) the features of every image in `dataset`; attach them to it."""
+    llava = base_llava(model)
+    if any(p.requires_grad for p in llava.model.vision_tower.parameters()):
+        raise ValueError("feature_cache needs a frozen vision tower (train_tower is on)")
+    if any(hasattr(p, "ds_id") for p in llava.model.vision_tower.parameters()):
+        raise ValueError("feature_cache does not support ZeRO-3 (partitioned tower); use ZeRO-2 or turn it off")
+    tower = llava.model.vision_tower
+    dtype = next(tower.parameters()).dtype
+    home = next(tower.parameters()).device
+    tower.to(device)
+    paths = dataset.image_paths
+    stored: dict[str, torch.Tensor] = {}
+    file = None
+    if cache_dir is not None:
+        file = Path(cache_dir) / f"features-{fingerprint(llava, dataset.processor.image_processor)}.safetensors"
+        if file.is_file():
+            from safetensors.torch import load_file
+
+            stored = load_file(str(file))
+    keys = {p: _image_key(p) for p in paths} if file is not None else {p: str(p) for p in paths}
+    missing = [p for p in paths if keys[p] not in stored]
+    if "zero_image" not in stored:
+        vcfg = llava.config.vision_config
+        size = vcfg.image_size if isinstance(vcfg.image_size, int) else vcfg.image_size[0]
+        zeros = torch.zeros((1, vcfg.num_channels, size, size), dtype=dtype, device=device)
+        stored["zero_image"] = tower_features(llava, zeros)[0].cpu()
+    for k in range(0, len(missing), batch_size):
+        chunk = missing[k:k + batch_size]
+        px = _pixels(dataset, chunk).to(device, dtype)
+        for p, f in zip(chunk, tower_features(llava, px).cpu()):  # (B, P, D)
+            stored[keys[p]] = f.contiguous()
+    tower.to(home)
+    if file is not None and (missing or not file.is_file()):
+        from safetensors.torch import save_file
+
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(f".tmp{os.getpid()}")
+        save_file(stored, str(tmp))
+        os.replace(tmp, file)
+    features = torch.stack([stored["zero_image"]] + [stored[keys[p]] for p in paths])  # (N + 1, P, D)
+    cache = FeatureCache(features, {p: i + 1 for i, p in enumerate(paths)})
+    dataset.image_rows = cache.rows
+    log.info("feature cache: %d images (%d computed, %d loaded), %s, %.1f MiB%s", len(paths), len(missing),
+             len(paths) - len(missing), tuple(features.shape), features.numel() * features.element_size() / 2**20,
+             f", file {file}" if file else "")
+    return cache
+
+
+def _pixels(dataset, paths: list[Path]) -> torch.Tensor:
+    return torch.stack([dataset.image_pixels(p) for p in paths])  # (B, 3, H, W)
