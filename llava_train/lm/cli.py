@@ -13,7 +13,11 @@ from llava_train.lm.presets import LM_PRESETS
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="clips-llava lm", description="small Llama LM for the embedded world")
+    p = argparse.ArgumentParser(
+        prog="clips-llava lm", description="small Llama LM for the embedded world",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  clips-llava lm init --preset tiny --corpus runs/world --out runs/lm-init\n"
+               "  clips-llava lm pretrain --model runs/lm-init --corpus runs/world --out runs/lm --steps 200")
     sub = p.add_subparsers(dest="cmd", required=True)
     init = sub.add_parser(
         "init", help="train a byte-level BPE tokenizer on the corpus and create a random Llama",
