@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,6 +53,12 @@ def prepare_init(margs, dargs, targs) -> Path:
         return Path(margs.model_name_or_path)
     init = Path(targs.output_dir) / "init"
     with targs.main_process_first(desc="assemble the initial Llava"), whole_weights(targs):
+        fingerprint = _inputs_fingerprint(margs, dargs, targs)
+        stamp = init / "assembled_from.json"
+        if targs.process_index == 0 and (init / "config.json").is_file() and (
+                not stamp.is_file() or json.loads(stamp.read_text()) != fingerprint):
+            log.warning("%s was assembled from other inputs; assembling it again", init)
+            shutil.rmtree(init)
         if targs.process_index == 0 and not (init / "config.json").is_file():
             if _is_llava_dir(margs.model_name_or_path):  # a Llava dir + a projector to load into it
                 from transformers import AutoProcessor, LlavaForConditionalGeneration
@@ -70,7 +77,23 @@ def prepare_init(margs, dargs, targs) -> Path:
                 assemble_llava(margs.vision_tower, margs.model_name_or_path, init, template=dargs.template,
                                projector=margs.mm_projector_type, seed=targs.seed,
                                projector_weights=margs.pretrain_mm_mlp_adapter)
+            stamp.write_text(json.dumps(fingerprint, indent=1))
     return init
+
+
+def _inputs_fingerprint(margs, dargs, targs) -> dict:
+    """What OUTPUT_DIR/init was assembled from (files by size + mtime), so a re-run with a retrained
+    tower, LM or projector in the same output dir never silently reuses a stale initial model."""
+    def files(path):
+        if not path or not Path(path).exists():
+            return path  # a hub name, or nothing
+        root = Path(path)
+        entries = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        return [[str(p.relative_to(root) if p != root else p.name), p.stat().st_size, p.stat().st_mtime_ns]
+                for p in entries]
+    return {"model": files(margs.model_name_or_path), "tower": files(margs.vision_tower),
+            "projector": files(margs.pretrain_mm_mlp_adapter), "template": dargs.template,
+            "projector_type": margs.mm_projector_type, "seed": targs.seed}
 
 
 def load_model(init: Path, margs, targs, spec):
