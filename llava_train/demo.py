@@ -125,8 +125,7 @@ def _retrieval_table(out: Path, towers: list[str]) -> str:
     for name in towers:
         path = out / "towers" / name / "retrieval.json"
         m = json.loads(path.read_text()) if path.exists() else {}
-        i2t = m.get("image_to_text_R@1", m.get("i2t_R@1", "?"))
-        t2i = m.get("text_to_image_R@1", m.get("t2i_R@1", "?"))
+        i2t, t2i = m.get("i2t_R@1", "?"), m.get("t2i_R@1", "?")  # keys written by `clips eval`
         fmt = lambda v: f"{v:.1f}" if isinstance(v, (int, float)) else str(v)  # noqa: E731
         lines.append(f"| {name} | {fmt(i2t)} | {fmt(t2i)} |")
     return "\n".join(lines)

@@ -98,11 +98,27 @@ def describe_visual(visual: nn.Module) -> VisualSpec:
     )
 
 
-def _split_qkv(blk) -> tuple[torch.Tensor, ...]:
+# Per-block weight names in each target class, by role. open_clip's names are fixed (ln_1, attn, ln_2, mlp).
+_VIT_BLOCK = {"ln_1": "layernorm_before", "q": "attention.q_proj", "k": "attention.k_proj",
+              "v": "attention.v_proj", "o": "attention.o_proj", "ln_2": "layernorm_after",
+              "fc1": "mlp.fc1", "fc2": "mlp.fc2"}
+_CLIP_BLOCK = {"ln_1": "layer_norm1", "q": "self_attn.q_proj", "k": "self_attn.k_proj",
+               "v": "self_attn.v_proj", "o": "self_attn.out_proj", "ln_2": "layer_norm2",
+               "fc1": "mlp.fc1", "fc2": "mlp.fc2"}
+
+
+def _block_state(blk, prefix: str, names: dict[str, str]) -> dict[str, torch.Tensor]:
+    """One open_clip residual block as `prefix + names[role] + .weight/.bias` tensors."""
     # open_clip fuses q,k,v into in_proj_weight (3C, C) / in_proj_bias (3C,), in that order.
     qw, kw, vw = blk.attn.in_proj_weight.chunk(3, dim=0)
     qb, kb, vb = blk.attn.in_proj_bias.chunk(3, dim=0)
-    return qw, kw, vw, qb, kb, vb
+    by_role = {
+        "ln_1": (blk.ln_1.weight, blk.ln_1.bias), "q": (qw, qb), "k": (kw, kb), "v": (vw, vb),
+        "o": (blk.attn.out_proj.weight, blk.attn.out_proj.bias), "ln_2": (blk.ln_2.weight, blk.ln_2.bias),
+        "fc1": (blk.mlp.c_fc.weight, blk.mlp.c_fc.bias), "fc2": (blk.mlp.c_proj.weight, blk.mlp.c_proj.bias),
+    }
+    return {f"{prefix}{names[role]}.{kind}": t
+            for role, (w, b) in by_role.items() for kind, t in (("weight", w), ("bias", b))}
 
 
 def _to_vit(visual: nn.Module, s: VisualSpec) -> nn.Module:
@@ -123,18 +139,7 @@ def _to_vit(visual: nn.Module, s: VisualSpec) -> nn.Module:
         "pooler.dense.weight": torch.zeros(s.width, s.width), "pooler.dense.bias": torch.zeros(s.width),
     }
     for i, blk in enumerate(visual.transformer.resblocks):
-        p = f"layers.{i}."
-        qw, kw, vw, qb, kb, vb = _split_qkv(blk)
-        sd.update({
-            p + "layernorm_before.weight": blk.ln_1.weight, p + "layernorm_before.bias": blk.ln_1.bias,
-            p + "attention.q_proj.weight": qw, p + "attention.q_proj.bias": qb,
-            p + "attention.k_proj.weight": kw, p + "attention.k_proj.bias": kb,
-            p + "attention.v_proj.weight": vw, p + "attention.v_proj.bias": vb,
-            p + "attention.o_proj.weight": blk.attn.out_proj.weight, p + "attention.o_proj.bias": blk.attn.out_proj.bias,
-            p + "layernorm_after.weight": blk.ln_2.weight, p + "layernorm_after.bias": blk.ln_2.bias,
-            p + "mlp.fc1.weight": blk.mlp.c_fc.weight, p + "mlp.fc1.bias": blk.mlp.c_fc.bias,
-            p + "mlp.fc2.weight": blk.mlp.c_proj.weight, p + "mlp.fc2.bias": blk.mlp.c_proj.bias,
-        })
+        sd.update(_block_state(blk, f"layers.{i}.", _VIT_BLOCK))
     with init_empty_weights():  # parameters on meta (no slow random init), buffers real
         model = ViTModel(config)
     return _load(model, sd)
@@ -156,18 +161,7 @@ def _to_clip(visual: nn.Module, s: VisualSpec) -> nn.Module:
         "post_layernorm.weight": visual.ln_post.weight, "post_layernorm.bias": visual.ln_post.bias,
     }
     for i, blk in enumerate(visual.transformer.resblocks):
-        p = f"encoder.layers.{i}."
-        qw, kw, vw, qb, kb, vb = _split_qkv(blk)
-        sd.update({
-            p + "layer_norm1.weight": blk.ln_1.weight, p + "layer_norm1.bias": blk.ln_1.bias,
-            p + "self_attn.q_proj.weight": qw, p + "self_attn.q_proj.bias": qb,
-            p + "self_attn.k_proj.weight": kw, p + "self_attn.k_proj.bias": kb,
-            p + "self_attn.v_proj.weight": vw, p + "self_attn.v_proj.bias": vb,
-            p + "self_attn.out_proj.weight": blk.attn.out_proj.weight, p + "self_attn.out_proj.bias": blk.attn.out_proj.bias,
-            p + "layer_norm2.weight": blk.ln_2.weight, p + "layer_norm2.bias": blk.ln_2.bias,
-            p + "mlp.fc1.weight": blk.mlp.c_fc.weight, p + "mlp.fc1.bias": blk.mlp.c_fc.bias,
-            p + "mlp.fc2.weight": blk.mlp.c_proj.weight, p + "mlp.fc2.bias": blk.mlp.c_proj.bias,
-        })
+        sd.update(_block_state(blk, f"encoder.layers.{i}.", _CLIP_BLOCK))
     with init_empty_weights():
         model = CLIPVisionModel(config)
     return _load(model, sd)

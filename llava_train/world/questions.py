@@ -40,6 +40,14 @@ def short_question(scene: Scene, rng: np.random.Generator, kind: str | None = No
     raise ValueError(f"no applicable question of kind {kind!r} for this scene")
 
 
+# kind -> (identifying attribute, question template, answered attribute)
+_ATTRIBUTE_QUESTIONS = {
+    "color": ("shape", "What color is the {}?", "color"),
+    "shape": ("color", "What shape is the {} object?", "shape"),
+    "position": ("name", "Where is the {}?", "position"),
+}
+
+
 def _short(scene: Scene, rng: np.random.Generator, kind: str):
     objs = scene.objects
     if kind == "count":
@@ -51,24 +59,14 @@ def _short(scene: Scene, rng: np.random.Generator, kind: str):
             return f"How many {color} shapes are there?", str(sum(o.color == color for o in objs))
         shape = pick(rng, [o.shape for o in objs])
         return f"How many {plural(shape, 2)} are there?", str(sum(o.shape == shape for o in objs))
-    if kind == "color":
-        cands = unique_by(scene, "shape")
+    if kind in _ATTRIBUTE_QUESTIONS:
+        # ask about an object singled out by an attribute no other object shares
+        key_attr, template, answer_attr = _ATTRIBUTE_QUESTIONS[kind]
+        cands = unique_by(scene, key_attr)
         if not cands:
             return None
         obj = pick(rng, cands)
-        return f"What color is the {obj.shape}?", obj.color
-    if kind == "shape":
-        cands = unique_by(scene, "color")
-        if not cands:
-            return None
-        obj = pick(rng, cands)
-        return f"What shape is the {obj.color} object?", obj.shape
-    if kind == "position":
-        cands = unique_by(scene, "name")
-        if not cands:
-            return None
-        obj = pick(rng, cands)
-        return f"Where is the {obj.name}?", obj.position
+        return template.format(getattr(obj, key_attr)), getattr(obj, answer_attr)
     if kind == "object":
         where = pick(rng, ALL_POSITIONS)
         found = [o for o in objs if o.position == where]
