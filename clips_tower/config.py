@@ -5,10 +5,24 @@
 
 `model:` is a path to an open_clip architecture JSON, relative to the YAML file. Unknown keys are
 errors (a misspelt key must not silently fall back to a default).
+
+Caption sources (`data.web_caption_key`, `data.synthetic_caption_key`) say where a sample's captions
+are read from. A source is either
+
+- `EXT`, a webdataset member of the sample: `txt` reads `KEY.txt` as UTF-8 text (extensions are
+  matched lower-case, as webdataset reports them; image extensions and `json` are not captions), or
+- `json:FIELD`, a top-level string field of the sample's `KEY.json` (e.g. `json:re_caption`).
+
+A key is one source or a list of sources tried in order; the first non-empty one is the caption.
+The defaults are the embedded synthetic world's layout (web: json "web_caption", else `KEY.txt`;
+synthetic: json "synthetic_caption"). `data.require_json_status` (e.g. `success` for img2dataset
+shards) additionally skips samples whose json "status" differs. A sample lacking every source of a
+caption it needs is a counted skip in the data pipeline; a malformed source is a ValueError here.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +47,65 @@ class MethodCfg:
     caption_weight: float = 2.0
 
 
+IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")  # sample members read as the image
+_MEMBER_EXT = re.compile(r"^[a-z0-9_][a-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class CaptionSource:
+    """One place a caption is read from: a webdataset member (`kind="member"`) or a json field."""
+
+    kind: str  # "member" or "json"
+    name: str  # member extension (lower-case) or json field name
+
+    def describe(self) -> str:
+        return f'json "{self.name}"' if self.kind == "json" else f"`.{self.name}`"
+
+
+def parse_caption_sources(value: Any, where: str) -> tuple[CaptionSource, ...]:
+    """A caption key (one source or a list) -> its sources in order; ValueError naming `where`."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(f"{where}: {value!r} is not a caption source; use `EXT` (a webdataset member such as "
+                         f"txt), `json:FIELD`, or a non-empty list of them")
+    sources = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{where}: caption source {item!r} is not a string (`EXT` or `json:FIELD`)")
+        text = item.strip()
+        if text.startswith("json:"):
+            name = text[len("json:"):].strip()
+            if not name:
+                raise ValueError(f"{where}: caption source {item!r} names no json field (use `json:FIELD`)")
+            sources.append(CaptionSource("json", name))
+            continue
+        ext = text.lower()
+        if not _MEMBER_EXT.match(ext):
+            raise ValueError(f"{where}: unknown caption source {item!r}; use `EXT` (a webdataset member "
+                             f"extension such as txt) or `json:FIELD` (a field of the sample's json)")
+        if ext in IMAGE_EXTS or ext == "json":
+            raise ValueError(f"{where}: caption source {item!r} is the sample's {'image' if ext != 'json' else 'json'}, "
+                             f"not a caption; for a json field use `json:FIELD`")
+        sources.append(CaptionSource("member", ext))
+    return tuple(sources)
+
+
 @dataclass
 class DataCfg:
     shuffle_buffer: int = 256  # raw samples held by the shuffle buffer, per process
     shuffle_initial: int = 64
+    # caption sources (see the module docstring): `EXT`, `json:FIELD`, or a list tried in order
+    web_caption_key: str | list[str] = field(default_factory=lambda: ["json:web_caption", "txt"])
+    synthetic_caption_key: str | list[str] = "json:synthetic_caption"
+    require_json_status: str | None = None  # e.g. "success": skip samples whose json "status" differs
+
+    @property
+    def web_sources(self) -> tuple[CaptionSource, ...]:
+        return parse_caption_sources(self.web_caption_key, "data.web_caption_key")
+
+    @property
+    def synthetic_sources(self) -> tuple[CaptionSource, ...]:
+        return parse_caption_sources(self.synthetic_caption_key, "data.synthetic_caption_key")
 
 
 @dataclass
@@ -80,6 +149,11 @@ class ClipsRunConfig:
             raise ValueError("method.k, optim.batch_size and optim.steps must be positive")
         if self.run.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"run.precision {self.run.precision!r}; known: auto, fp32, bf16")
+        parse_caption_sources(self.data.web_caption_key, "data.web_caption_key")  # ValueError when malformed
+        parse_caption_sources(self.data.synthetic_caption_key, "data.synthetic_caption_key")
+        status = self.data.require_json_status
+        if status is not None and (not isinstance(status, str) or not status.strip()):
+            raise ValueError(f"data.require_json_status {status!r}: use a status string (e.g. success) or null")
 
     @property
     def needs_synthetic(self) -> bool:

@@ -4,13 +4,18 @@
     stream = ShardStream(shards, tokenizer, transform, cfg, num_queries=48, prefix_len=32, rank=0, world_size=1)
     for batch in stream: ...                               # infinite; stream.consumed = raw samples read
 
-A sample is `{key}.png` (or jpg/webp), `{key}.txt` (web caption) and `{key}.json` with
-"web_caption" and "synthetic_caption". Each rank reads its own subset of shards, resampled with a
-seed fixed by (seed, rank), through a seeded shuffle buffer; the token-reduction rng of a sample
-is derived from (seed, rank, its index in the stream). The stream is therefore a pure function
-of (seed, rank, position): `start=n` replays it without decoding the first n samples, which is
-how `--resume` continues with the exact same data. Bad samples (corrupt image, missing caption)
-are skipped, counted by reason and their keys kept.
+A sample is `{key}.png` (or jpg/webp) plus its captions, read from the sources the run config's
+`data.web_caption_key` / `data.synthetic_caption_key` name (see `clips_tower.config`). The
+defaults are the synthetic world's layout, `{key}.txt` and `{key}.json` with "web_caption" and
+"synthetic_caption"; `configs/clips/recap-datacomp.yaml` reads img2dataset shards of
+Recap-DataComp-1B (`{key}.txt` = org_caption, json "re_caption" and "status").
+
+Each rank reads its own subset of shards, resampled with a seed fixed by (seed, rank), through a
+seeded shuffle buffer; the token-reduction rng of a sample is derived from (seed, rank, its index
+in the stream). The stream is therefore a pure function of (seed, rank, position): `start=n`
+replays it without decoding the first n samples, which is how `--resume` continues with the exact
+same data. Bad samples (corrupt image, missing caption, unreadable json, a json status other than
+`data.require_json_status`) are skipped, counted by reason and their keys kept.
 """
 from __future__ import annotations
 
@@ -23,12 +28,11 @@ from pathlib import Path
 import torch
 import webdataset as wds
 
-from clips_tower.config import ClipsRunConfig
+from clips_tower.config import IMAGE_EXTS, CaptionSource, ClipsRunConfig, DataCfg
 from clips_tower.images import load_rgb
 from clips_tower.text_reduction import get_strategy, split_sentences
 from clips_tower.tokenizer import TextTokenizer
 
-IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 MAX_KEPT_KEYS = 100
 
 
@@ -47,30 +51,89 @@ def list_shards(data: str | Path) -> list[str]:
     return shards
 
 
-def _captions(sample: dict) -> tuple[str, str]:
-    meta = {}
-    if "json" in sample:
+def _describe(sources: tuple[CaptionSource, ...]) -> str:
+    return " or ".join(src.describe() for src in sources)
+
+
+class CaptionReader:
+    """Reads a raw sample's (web, synthetic) captions from the sources a `DataCfg` names.
+
+    `meta()` parses `{key}.json` ({} when absent; ValueError / UnicodeDecodeError when it is not a
+    json object), `captions()` returns both captions stripped ("" when no source has one; ValueError
+    when a json field holds something other than a string or null).
+    """
+
+    def __init__(self, data: DataCfg | None = None):
+        data = data or DataCfg()
+        self.web, self.synthetic = data.web_sources, data.synthetic_sources
+        self.status = data.require_json_status
+        self.uses_json = self.status is not None or any(s.kind == "json" for s in (*self.web, *self.synthetic))
+
+    def meta(self, sample: dict) -> dict:
+        if not self.uses_json or "json" not in sample:
+            return {}
         meta = json.loads(sample["json"])
-    web = meta.get("web_caption") or (sample["txt"].decode("utf-8") if "txt" in sample else "")
-    return (web or "").strip(), (meta.get("synthetic_caption") or "").strip()
+        if not isinstance(meta, dict):
+            raise ValueError("the sample's json is not an object")
+        return meta
+
+    def status_ok(self, meta: dict) -> bool:
+        return self.status is None or meta.get("status") == self.status
+
+    @staticmethod
+    def _read(sample: dict, meta: dict, src: CaptionSource) -> str:
+        if src.kind == "json":
+            value = meta.get(src.name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"json field {src.name!r} is not a string")
+            return (value or "").strip()
+        raw = sample.get(src.name)
+        if raw is None:
+            return ""
+        return (raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)).strip()
+
+    def _first(self, sample: dict, meta: dict, sources: tuple[CaptionSource, ...]) -> str:
+        for src in sources:
+            text = self._read(sample, meta, src)
+            if text:
+                return text
+        return ""
+
+    def captions(self, sample: dict, meta: dict | None = None) -> tuple[str, str]:
+        meta = self.meta(sample) if meta is None else meta
+        return self._first(sample, meta, self.web), self._first(sample, meta, self.synthetic)
+
+
+def _captions(sample: dict, reader: CaptionReader | None = None) -> tuple[str, str]:
+    """(web, synthetic) caption of a raw sample; the default sources unless `reader` says otherwise."""
+    return (reader or CaptionReader()).captions(sample)
 
 
 def check_caption_fields(shards: list[str], cfg: ClipsRunConfig) -> None:
     """Fail before training when the first shard has no sample with a caption field the method needs."""
-    seen = web = syn = 0
+    reader = CaptionReader(cfg.data)
+    seen = ok = web = syn = 0
     for sample in wds.DataPipeline(wds.SimpleShardList(shards[:1]), wds.tarfile_to_samples(handler=wds.warn_and_continue)):
         seen += 1
         try:
-            w, s = _captions(sample)
+            meta = reader.meta(sample)
+            if not reader.status_ok(meta):
+                continue
+            ok += 1
+            w, s = reader.captions(sample, meta)
         except (ValueError, UnicodeDecodeError):
             continue
         web, syn = web + bool(w), syn + bool(s)
     if seen == 0:
         raise ValueError(f"shard {shards[0]} holds no samples")
+    if ok == 0:
+        raise ValueError(f"no sample in {shards[0]} has json \"status\" {reader.status!r} (data.require_json_status)")
     if cfg.needs_web and web == 0:
-        raise ValueError(f"no sample in {shards[0]} has a web caption (`.txt` or json \"web_caption\"), which this method needs")
+        raise ValueError(f"no sample in {shards[0]} has a web caption ({_describe(reader.web)}; "
+                         f"data.web_caption_key), which this method needs")
     if cfg.needs_synthetic and syn == 0:
-        raise ValueError(f"no sample in {shards[0]} has a json \"synthetic_caption\", which this method needs")
+        raise ValueError(f"no sample in {shards[0]} has a synthetic caption ({_describe(reader.synthetic)}; "
+                         f"data.synthetic_caption_key), which this method needs")
 
 
 @dataclass
@@ -98,6 +161,7 @@ class ShardStream:
         self.num_queries, self.prefix_len = num_queries, prefix_len
         self.rank, self.start = rank, start
         self.reduce = get_strategy(cfg.method.strategy)
+        self.reader = CaptionReader(cfg.data)
         self.consumed = start  # raw samples taken from the shuffled stream so far
         self.skipped: Counter = Counter()
         self.skipped_keys: list[str] = []
@@ -118,6 +182,14 @@ class ShardStream:
 
     def _decode(self, sample: dict, index: int) -> dict | None:
         key = sample.get("__key__", f"#{index}")
+        meta = None
+        if self.reader.status is not None:  # checked first: a failed download has no usable image
+            try:
+                meta = self.reader.meta(sample)
+            except (ValueError, UnicodeDecodeError):
+                return self._skip(key, "unreadable captions")
+            if not self.reader.status_ok(meta):
+                return self._skip(key, f"json status not {self.reader.status!r}")
         ext = next((e for e in IMAGE_EXTS if e in sample), None)
         if ext is None:
             return self._skip(key, "no image")
@@ -126,7 +198,7 @@ class ShardStream:
         except Exception:  # any undecodable image is a counted skip, never a crash
             return self._skip(key, "corrupt image")
         try:
-            web, syn = _captions(sample)
+            web, syn = self.reader.captions(sample, meta)
         except (ValueError, UnicodeDecodeError):
             return self._skip(key, "unreadable captions")
         if self.cfg.needs_web and not web:

@@ -1,8 +1,9 @@
-"""`clips-llava llava ...`: train a stage, merge a LoRA adapter, move projector weights.
+"""`clips-llava llava ...`: train a stage, check its data, merge a LoRA adapter, move projector weights.
 
     clips-llava llava train --config configs/llava/stage1_tiny.yaml --model_name_or_path runs/lm \
         --vision_tower runs/tower --data_path runs/world/llava/stage1.json \
         --image_folder runs/world/llava/images --output_dir runs/stage1
+    clips-llava llava check-data --config configs/llava/stage2_tiny.yaml ... --show 2 --report check.json
     clips-llava llava merge-lora --adapter runs/lora --out runs/lora-merged
     clips-llava llava projector export --src runs/stage1 --out runs/mm_projector.bin
     clips-llava llava projector import --src mm_projector.bin --out runs/mm_projector.safetensors
@@ -22,6 +23,9 @@ EXAMPLES = {
     "train": "clips-llava llava train --config configs/llava/stage1_tiny.yaml --model_name_or_path runs/lm "
              "--vision_tower runs/tower --data_path runs/world/llava/stage1.json "
              "--image_folder runs/world/llava/images --output_dir runs/stage1",
+    "check-data": "clips-llava llava check-data --config configs/llava/stage2_tiny.yaml --model_name_or_path runs/lm "
+                  "--vision_tower runs/tower --data_path runs/world/llava/stage2.json "
+                  "--image_folder runs/world/llava/images --output_dir runs/stage2 --show 2 --report runs/check.json",
     "merge-lora": "clips-llava llava merge-lora --adapter runs/lora --out runs/lora-merged",
     "export": "clips-llava llava projector export --src runs/stage1 --out runs/mm_projector.bin",
     "import": "clips-llava llava projector import --src mm_projector.bin --out runs/mm_projector.safetensors",
@@ -38,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog="example:\n  " + EXAMPLES["train"], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     _sub(sub, "train", "train one stage: --config FILE [--field value ...] (see llava_train/train.py)")
+    _sub(sub, "check-data", "the full data pass of `train` without training: bad samples by reason, lengths, "
+                            "learned spans (--workers N --show N --report FILE --write_clean FILE)")
     m = _sub(sub, "merge-lora", "merge a LoRA adapter into its base; writes a stock HF Llava dir")
     m.add_argument("--adapter", required=True, help="LoRA run output dir (adapter_config.json)")
     m.add_argument("--base", help="base Llava dir (default: the adapter's base_model_name_or_path)")
@@ -74,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         from llava_train.train import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["check-data"] and not {"-h", "--help"} & set(argv):
+        from llava_train.check_data import main as check_main
+
+        return check_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

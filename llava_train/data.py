@@ -1,195 +1,162 @@
-"""LLaVA-1.5 conversation data: validated samples, counted skips, padding collator.
+"""LLaVA-1.5 conversation data, lazily built: memory-mapped index, per-item tokenization, bad-sample replacement.
 
-(Packing: `llava_train.packing`; precomputed tower features: `llava_train.feature_cache`.)
+(Packing: `llava_train.packing`; precomputed tower features: `llava_train.feature_cache`; the
+up-front full pass: `llava_train.check_data`.)
 
     from llava_train.data import LlavaDataset, LlavaCollator
-    ds = LlavaDataset("llava_v1_5_mix665k.json", "images/", processor, template="vicuna_v1",
-                      model_max_length=2048)
-    print(ds.skips.report())
+    ds = LlavaDataset("llava_v1_5_mix665k.json", "playground/data", processor, template="vicuna_v1",
+                      model_max_length=2048, index_dir="runs/stage2/data_index")
+    item = ds[0]   # input_ids, labels, pixel_values (or image_row), bad_samples
 
 Reads the LLaVA-1.5 JSON unchanged (`id`, optional `image` relative to the image folder,
-`conversations`), text-only and multi-turn samples included. Every sample is validated as it is
-built; a bad one is skipped and counted by reason (SKIP_REASONS), and above
-`max_bad_sample_fraction` the dataset refuses to start with an error naming the reasons. Nothing
-is ever truncated through image tokens and no sample is kept with all labels masked.
+`conversations`), text-only and multi-turn samples included, with LLaVA-1.5's data semantics
+(`llava_train.samples`). Start-up only opens the memory-mapped index (`llava_train.data_index`,
+built once); nothing is tokenized and no image is decoded before step 1, as in LLaVA-1.5's lazy
+dataset. Records that are structurally bad are left out at start-up, counted by reason; above
+`max_bad_sample_fraction` of the records the dataset refuses to start. A sample that turns out bad
+when it is built (missing or undecodable image, too long, nothing to learn) is replaced by another
+sample chosen deterministically from its index, so the data order and the losses are the same
+after `--resume_from_checkpoint`; the item reports what it replaced (`bad_samples`), and
+`llava_train.skips.BadSampleTracker` counts it and stops the run above the fraction. A sample
+is never trained on with a placeholder image or with all labels masked.
 """
 from __future__ import annotations
 
-import json
 import logging
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from clips_tower.images import load_rgb, open_image
-from llava_train.templates import IMAGE, TemplateError, get_template
+from clips_tower.images import load_rgb
+from llava_train.data_index import DataIndex, DataFileError  # noqa: F401  (re-exported for callers)
+from llava_train.samples import IGNORE_INDEX, BadSample, SampleBuilder
+from llava_train.skips import SkipCounter, TooManyBadSamples
+from llava_train.templates import IMAGE
 
 log = logging.getLogger(__name__)
-IGNORE_INDEX = -100
-
-SKIP_REASONS = {
-    "missing_image": "the image file does not exist",
-    "corrupt_image": "the image does not decode",
-    "image_token_count": "number of <image> tokens differs from the number of images (0 or 1)",
-    "bad_conversation": "roles out of order or no gpt turn for the template",
-    "no_labels": "every label is masked (nothing to learn)",
-    "too_long": "longer than model_max_length (image tokens are never truncated)",
-}
+MAX_REPLACEMENTS = 64
 
 
-class SkipCounter:
-    """Skipped samples by reason, with the first few offending ids."""
-
-    def __init__(self, keep_ids: int = 5):
-        self.counts: Counter = Counter()
-        self.ids: dict[str, list] = {}
-        self.keep_ids = keep_ids
-
-    def add(self, reason: str, sample_id) -> None:
-        assert reason in SKIP_REASONS, reason
-        self.counts[reason] += 1
-        self.ids.setdefault(reason, [])
-        if len(self.ids[reason]) < self.keep_ids:
-            self.ids[reason].append(sample_id)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def report(self) -> str:
-        if not self.total:
-            return "bad samples: none"
-        parts = [f"{r}={n} (first ids: {self.ids[r]})" for r, n in sorted(self.counts.items())]
-        return f"bad samples: {self.total} skipped: " + "; ".join(parts)
-
-    def as_dict(self) -> dict:
-        return {"total": self.total, "counts": dict(self.counts), "first_ids": self.ids}
+def num_image_tokens(processor) -> int:
+    """Image tokens per image for a LlavaProcessor: patches of the processed square + extra - CLS."""
+    ip = processor.image_processor
+    size = ip.size.get("height") or ip.size.get("shortest_edge")
+    if getattr(ip, "do_center_crop", False) and ip.crop_size:
+        size = ip.crop_size["height"]
+    n = (size // processor.patch_size) ** 2 + processor.num_additional_image_tokens
+    return n - (1 if processor.vision_feature_select_strategy == "default" else 0)
 
 
-class TooManyBadSamples(ValueError):
-    pass
-
-
-def _decodes(path: Path) -> bool:
+def load_image(path: Path) -> "Image":  # noqa: F821
+    """Decode an image file as a sample needs it; BadSample('missing_image' | 'corrupt_image') otherwise."""
+    if not path.is_file():
+        raise BadSample("missing_image", str(path))
     try:
-        open_image(path)
-        return True
-    except Exception:  # any decoder error means the same thing here: unusable image
-        return False
+        return load_rgb(path)
+    except Exception as e:  # any decoder error (incl. PIL's DecompressionBombError) means: unusable image
+        raise BadSample("corrupt_image", f"{path}: {type(e).__name__}: {e}") from None
 
 
 class LlavaDataset(torch.utils.data.Dataset):
-    """Tokenized, validated LLaVA-1.5 samples; images are decoded and processed on access."""
+    """Lazily tokenized LLaVA-1.5 samples over a memory-mapped index; see the module docstring."""
 
     def __init__(self, data_path, image_folder, processor, template: str, model_max_length: int,
-                 max_bad_sample_fraction: float = 0.01, check_images: bool = True, num_threads: int = 4):
+                 max_bad_sample_fraction: float = 0.01, index_dir: str | Path | None = None,
+                 allow_empty: bool = False):
+        self.data_path = Path(data_path)
         self.image_folder = Path(image_folder) if image_folder else None
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.template = get_template(template)
-        self.model_max_length = model_max_length
-        self.image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE)
-        self.num_image_tokens = self._num_image_tokens(processor)
-        self.skips = SkipCounter()
-        self.image_rows: dict[Path, int] | None = None  # set by llava_train.feature_cache.attach
-        raw = json.loads(Path(data_path).read_text(encoding="utf-8"))
-        images = self._check_images(raw, check_images, num_threads)
-        self.samples: list[dict] = []
-        for rec, image in zip(raw, images):
-            sample = self._build(rec, image)
-            if sample is not None:
-                self.samples.append(sample)
-        frac = self.skips.total / max(1, len(raw))
-        log.info("%s: %d samples kept of %d; %s", data_path, len(self.samples), len(raw), self.skips.report())
-        if frac > max_bad_sample_fraction or not self.samples:
+        self.num_image_tokens = num_image_tokens(processor)
+        self.builder = SampleBuilder(self.tokenizer, template, self.num_image_tokens, model_max_length)
+        self.image_token_id = self.builder.image_token_id
+        self.index = DataIndex.open_or_build(self.data_path, index_dir or self.data_path.parent / ".data_index")
+        self.positions = self.index.valid  # (K,) record positions of the usable records
+        self.startup_skips = SkipCounter()
+        self.startup_skips.merge(self.index.bad_counts, self.index.first_bad_ids)
+        self.image_rows: dict[Path, int] | None = None  # set by llava_train.feature_cache.build_feature_cache
+        self.image_bad: dict[Path, str] = {}            # images the feature cache could not decode
+        n = len(self.index)
+        log.info("%s: %d records, %d usable; %s", data_path, n, len(self.positions), self.startup_skips.report())
+        if not len(self.positions) and not allow_empty:
+            raise TooManyBadSamples(f"{data_path}: none of its {n} records is usable: {self.startup_skips.report()}")
+        if self.startup_skips.total > max_bad_sample_fraction * n:
             raise TooManyBadSamples(
-                f"{data_path}: {self.skips.total}/{len(raw)} bad samples ({frac:.1%}) exceeds "
-                f"max_bad_sample_fraction={max_bad_sample_fraction}; {self.skips.report()}")
-
-    @staticmethod
-    def _num_image_tokens(processor) -> int:
-        ip = processor.image_processor
-        size = ip.size.get("height") or ip.size.get("shortest_edge")
-        if getattr(ip, "do_center_crop", False) and ip.crop_size:
-            size = ip.crop_size["height"]
-        n = (size // processor.patch_size) ** 2 + processor.num_additional_image_tokens
-        return n - (1 if processor.vision_feature_select_strategy == "default" else 0)
-
-    def _check_images(self, raw: list[dict], decode: bool, num_threads: int) -> list:
-        """Per record: a Path, None (text-only), or a skip reason string."""
-        def check(rec):
-            if "image" not in rec:
-                return None
-            if self.image_folder is None:
-                return "missing_image"
-            path = self.image_folder / rec["image"]
-            if not path.is_file():
-                return "missing_image"
-            return path if not decode or _decodes(path) else "corrupt_image"
-        with ThreadPoolExecutor(num_threads) as pool:
-            return list(pool.map(check, raw))
-
-    def _build(self, rec: dict, image) -> dict | None:
-        sid = rec.get("id")
-        if isinstance(image, str):
-            self.skips.add(image, sid)
-            return None
-        conversations = rec.get("conversations") or []
-        n_image = sum(str(t.get("value", "")).count(IMAGE) for t in conversations)
-        if n_image != (0 if image is None else 1):
-            self.skips.add("image_token_count", sid)
-            return None
-        try:
-            text, spans = self.template.render(conversations, self.tokenizer)
-        except TemplateError:
-            self.skips.add("bad_conversation", sid)
-            return None
-        enc = self.tokenizer(text, return_offsets_mapping=True)
-        ids, labels = [], []
-        for tok, (s, e) in zip(enc["input_ids"], enc["offset_mapping"]):
-            # A token is learned iff its last character lies inside an assistant span.
-            target = e > s and any(a < e <= b for a, b in spans) and tok != self.image_token_id
-            if tok == self.image_token_id:  # expand the placeholder to one token per feature
-                ids += [tok] * self.num_image_tokens
-                labels += [IGNORE_INDEX] * self.num_image_tokens
-            else:
-                ids.append(tok)
-                labels.append(tok if target else IGNORE_INDEX)
-        if all(lab == IGNORE_INDEX for lab in labels):
-            self.skips.add("no_labels", sid)
-            return None
-        if len(ids) > self.model_max_length:
-            self.skips.add("too_long", sid)
-            return None
-        return {"id": sid, "input_ids": ids, "labels": labels, "image": image}
+                f"{data_path}: {self.startup_skips.total}/{n} records are bad "
+                f"({self.startup_skips.total / n:.1%}), more than max_bad_sample_fraction="
+                f"{max_bad_sample_fraction}; {self.startup_skips.report()}")
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.positions)
 
     @property
     def modality_lengths(self) -> list[int]:
-        """LLaVA-1.5 convention: +length for samples with an image, -length for text-only."""
-        return [len(s["input_ids"]) * (1 if s["image"] is not None else -1) for s in self.samples]
+        """LLaVA-1.5's estimate: word count (+ image tokens) with an image, negative text-only."""
+        words = np.asarray(self.index.words)[self.positions].astype(np.int64)
+        img = np.asarray(self.index.has_image)[self.positions]
+        return np.where(img, words + self.num_image_tokens, -np.maximum(words, 1)).tolist()
+
+    def record(self, i: int) -> dict:
+        return self.index.record(self.positions[i])
+
+    def image_path(self, rec: dict) -> Path:
+        if self.image_folder is None:
+            raise BadSample("missing_image", "the record has an image but no image_folder was given")
+        return self.image_folder / rec["image"]
+
+    def sample(self, i: int) -> dict:
+        """The i-th sample without its image: {"id", "input_ids", "labels", "image": Path | None}, or BadSample."""
+        rec = self.record(i)
+        s = self.builder.build(rec)
+        s["image"] = self.image_path(rec) if s["image"] is not None else None
+        return s
 
     def image_pixels(self, path: Path) -> torch.Tensor:
-        image = load_rgb(path)
-        return self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+        return self.processor.image_processor(images=load_image(path), return_tensors="pt")["pixel_values"][0]
 
     @property
     def image_paths(self) -> list[Path]:
-        """The distinct images of the kept samples, in first-use order."""
-        return list(dict.fromkeys(s["image"] for s in self.samples if s["image"] is not None))
+        """The distinct images of the usable records, in first-use order (reads every record once)."""
+        paths = (self.image_path(r) for r in map(self.record, range(len(self))) if "image" in r)
+        return list(dict.fromkeys(paths))
 
-    def __getitem__(self, i: int) -> dict:
-        s = self.samples[i]
+    def load(self, i: int) -> dict:
+        """The training item of sample i (tensors), or BadSample."""
+        s = self.sample(i)
         item = {"input_ids": torch.tensor(s["input_ids"]), "labels": torch.tensor(s["labels"])}
         if s["image"] is not None and self.image_rows is not None:
-            item["image_row"] = self.image_rows[s["image"]]  # precomputed tower features: no decoding
+            if s["image"] not in self.image_rows:  # precomputed tower features: no decoding
+                raise BadSample(self.image_bad.get(s["image"], "missing_image"), str(s["image"]))
+            item["image_row"] = self.image_rows[s["image"]]
         elif s["image"] is not None:
             item["pixel_values"] = self.image_pixels(s["image"])  # (3, H, W)
         return item
+
+    def replacement(self, i: int, attempt: int) -> int:
+        """The index tried instead of sample i after `attempt` bad draws: a function of (i, attempt) only."""
+        return random.Random(i * 1_000_003 + attempt).randrange(len(self))
+
+    def __getitem__(self, i: int) -> dict:
+        bad, j = [], i
+        for attempt in range(MAX_REPLACEMENTS + 1):
+            try:
+                item = self.load(j)
+                item["bad_samples"] = bad
+                return item
+            except BadSample as e:
+                rec_id = self.record(j).get("id")
+                bad.append((e.reason, rec_id))
+                log.debug("sample %s is bad (%s); replacing it", rec_id, e)
+                j = self.replacement(i, attempt + 1)
+        raise TooManyBadSamples(f"{self.data_path}: {MAX_REPLACEMENTS + 1} bad samples in a row while "
+                                f"replacing sample {i}: {bad[:5]} ...")
+
+
+def batch_bad_samples(batch: list[dict]) -> dict:
+    """The collated `bad_samples` entry: how many items, and every (reason, id) replaced to make them."""
+    return {"n": len(batch), "bad": [tuple(x) for b in batch for x in b.get("bad_samples", ())]}
 
 
 class LlavaCollator:
@@ -234,4 +201,9 @@ class LlavaCollator:
             out["pixel_values"] = torch.stack(images)  # (N_images, 3, H, W)
         if image_rows:
             out["image_rows"] = torch.tensor(image_rows, dtype=torch.long)  # (N_images,) feature-cache rows
+        out["bad_samples"] = batch_bad_samples(batch)
         return out
+
+
+__all__ = ["IMAGE", "IGNORE_INDEX", "LlavaDataset", "LlavaCollator", "TooManyBadSamples", "SkipCounter",
+           "DataFileError", "BadSample", "num_image_tokens", "load_image", "batch_bad_samples"]

@@ -98,18 +98,21 @@ def build_feature_cache(model, dataset, device: str | torch.device = "cpu", batc
             from safetensors.torch import load_file
 
             stored = load_file(str(file))
-    keys = {p: _image_key(p) for p in paths} if file is not None else {p: str(p) for p in paths}
+    keys = {p: _image_key(p) if p.is_file() else str(p) for p in paths} if file is not None else {p: str(p) for p in paths}
     missing = [p for p in paths if keys[p] not in stored]
     if "zero_image" not in stored:
         vcfg = llava.config.vision_config
         size = vcfg.image_size if isinstance(vcfg.image_size, int) else vcfg.image_size[0]
         zeros = torch.zeros((1, vcfg.num_channels, size, size), dtype=dtype, device=device)
         stored["zero_image"] = tower_features(llava, zeros)[0].cpu()
+    bad: dict[Path, str] = {}
     for k in range(0, len(missing), batch_size):
-        chunk = missing[k:k + batch_size]
-        px = _pixels(dataset, chunk).to(device, dtype)
-        for p, f in zip(chunk, tower_features(llava, px).cpu()):  # (B, P, D)
+        chunk, pixels = _pixels(dataset, missing[k:k + batch_size], bad)
+        if not chunk:
+            continue
+        for p, f in zip(chunk, tower_features(llava, pixels.to(device, dtype)).cpu()):  # (B, P, D)
             stored[keys[p]] = f.contiguous()
+    paths = [p for p in paths if p not in bad]  # their samples are replaced at load time, and counted
     tower.to(home)
     if file is not None and (missing or not file.is_file()):
         from safetensors.torch import save_file
@@ -120,12 +123,22 @@ def build_feature_cache(model, dataset, device: str | torch.device = "cpu", batc
         os.replace(tmp, file)
     features = torch.stack([stored["zero_image"]] + [stored[keys[p]] for p in paths])  # (N + 1, P, D)
     cache = FeatureCache(features, {p: i + 1 for i, p in enumerate(paths)})
-    dataset.image_rows = cache.rows
+    dataset.image_rows, dataset.image_bad = cache.rows, bad
     log.info("feature cache: %d images (%d computed, %d loaded), %s, %.1f MiB%s", len(paths), len(missing),
              len(paths) - len(missing), tuple(features.shape), features.numel() * features.element_size() / 2**20,
              f", file {file}" if file else "")
     return cache
 
 
-def _pixels(dataset, paths: list[Path]) -> torch.Tensor:
-    return torch.stack([dataset.image_pixels(p) for p in paths])  # (B, 3, H, W)
+def _pixels(dataset, paths: list[Path], bad: dict[Path, str]) -> tuple[list[Path], torch.Tensor | None]:
+    """The paths that decode and their pixels (B, 3, H, W); the others go into `bad` with their reason."""
+    from llava_train.samples import BadSample
+
+    good, pixels = [], []
+    for p in paths:
+        try:
+            pixels.append(dataset.image_pixels(p))
+            good.append(p)
+        except BadSample as e:
+            bad[p] = e.reason
+    return good, (torch.stack(pixels) if pixels else None)

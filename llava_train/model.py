@@ -51,11 +51,41 @@ def _image_size(vision_config) -> int:
     return size if isinstance(size, int) else size[0]
 
 
-def build_processor(image_processor, tokenizer, vision_config, extra_tokens: int, template: str):
+IMAGE_ASPECT_RATIOS = ("native", "pad")
+_IMAGE_FIELDS = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor",
+                 "do_normalize", "image_mean", "image_std", "do_convert_rgb")
+
+
+def with_aspect_ratio(image_processor, mode: str):
+    """The image processor for LLaVA's `image_aspect_ratio`: `native` = the tower's own preprocessing;
+    `pad` = LLaVA-1.5's expand-to-square filled with `tuple(int(x * 255) for x in image_mean)`, then the
+    tower's preprocessing. `pad` is transformers' own `LlavaImageProcessor(do_pad=True)` (same backend,
+    PIL or torchvision, as the tower's processor), so a saved model reloads in stock `AutoProcessor`
+    and lmms-eval's `llava_hf` and our chat pad exactly as training did."""
+    if mode not in IMAGE_ASPECT_RATIOS:
+        raise ValueError(f"unknown image_aspect_ratio {mode!r}; known: {', '.join(IMAGE_ASPECT_RATIOS)}")
+    padded = bool(getattr(image_processor, "do_pad", False)) and "Llava" in type(image_processor).__name__
+    if (mode == "pad") == padded:
+        return image_processor
+    if mode == "native":
+        log.warning("image_aspect_ratio native: turning off the pad-to-square of the loaded processor")
+        image_processor.do_pad = False
+        return image_processor
+    from transformers import LlavaImageProcessor
+    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    cls = LlavaImageProcessorPil if type(image_processor).__name__.endswith("Pil") else LlavaImageProcessor
+    fields = {k: getattr(image_processor, k) for k in _IMAGE_FIELDS if getattr(image_processor, k, None) is not None}
+    return cls(**fields, do_pad=True)
+
+
+def build_processor(image_processor, tokenizer, vision_config, extra_tokens: int, template: str,
+                    image_aspect_ratio: str = "native"):
     from transformers import LlavaProcessor
 
     return LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=vision_config.patch_size,
+        image_processor=with_aspect_ratio(image_processor, image_aspect_ratio), tokenizer=tokenizer,
+        patch_size=vision_config.patch_size,
         vision_feature_select_strategy="default", num_additional_image_tokens=extra_tokens,
         chat_template=get_template(template).jinja(tokenizer),
     )
@@ -63,7 +93,7 @@ def build_processor(image_processor, tokenizer, vision_config, extra_tokens: int
 
 def assemble_llava(vision_tower: str | Path, language_model: str | Path, out: str | Path,
                    template: str = "plain", projector: str = "mlp2x_gelu", seed: int = 0,
-                   projector_weights: str | Path | None = None) -> Path:
+                   projector_weights: str | Path | None = None, image_aspect_ratio: str = "native") -> Path:
     """Write a stock Llava dir to `out` (atomically: temp dir + rename); returns `out`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaForConditionalGeneration
     from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
@@ -101,7 +131,7 @@ def assemble_llava(vision_tower: str | Path, language_model: str | Path, out: st
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = (
         tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    processor = build_processor(image_processor, tokenizer, vcfg, extra, template)
+    processor = build_processor(image_processor, tokenizer, vcfg, extra, template, image_aspect_ratio)
     return save_llava(model, processor, out)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from llava_train.data import IGNORE_INDEX
+from llava_train.data import IGNORE_INDEX, batch_bad_samples
 
 
 def pack_rows(lengths: list[int], max_length: int) -> list[list[int]]:
@@ -88,4 +88,5 @@ class PackingCollator:
             out["pixel_values"] = torch.stack(pixels)  # (N_images, 3, H, W), row-major token order
         if image_rows:
             out["image_rows"] = torch.tensor(image_rows, dtype=torch.long)  # (N_images,) feature-cache rows
+        out["bad_samples"] = batch_bad_samples(batch)
         return out

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from llava_train.data import LlavaCollator, LlavaDataset, TooManyBadSamples
+from llava_train.data import LlavaCollator, LlavaDataset
+from llava_train.skips import BadSampleTracker
 from llava_train.stages import apply_stage, get_stage
 
 log = logging.getLogger("llava_train.run")
@@ -48,18 +49,23 @@ def whole_weights(targs):
 
 
 def prepare_init(margs, dargs, targs) -> Path:
-    """The stock Llava dir this run loads: given, or assembled (rank 0) into OUTPUT_DIR/init."""
+    """The stock Llava dir this run loads: given, or assembled (rank 0) into OUTPUT_DIR/init.
+
+    HF's multi-node convention: on shared storage global rank 0 assembles it while every other rank
+    (all nodes) waits; with `save_on_each_node` (node-local disks) each node's local main assembles its own."""
     if _is_llava_dir(margs.model_name_or_path) and not margs.pretrain_mm_mlp_adapter:
         return Path(margs.model_name_or_path)
     init = Path(targs.output_dir) / "init"
-    with targs.main_process_first(desc="assemble the initial Llava"), whole_weights(targs):
+    per_node = targs.save_on_each_node
+    builder = targs.local_process_index == 0 if per_node else targs.process_index == 0
+    with targs.main_process_first(local=per_node, desc="assemble the initial Llava"), whole_weights(targs):
         fingerprint = _inputs_fingerprint(margs, dargs, targs)
         stamp = init / "assembled_from.json"
-        if targs.process_index == 0 and (init / "config.json").is_file() and (
+        if builder and (init / "config.json").is_file() and (
                 not stamp.is_file() or json.loads(stamp.read_text()) != fingerprint):
             log.warning("%s was assembled from other inputs; assembling it again", init)
             shutil.rmtree(init)
-        if targs.process_index == 0 and not (init / "config.json").is_file():
+        if builder and not (init / "config.json").is_file():
             if _is_llava_dir(margs.model_name_or_path):  # a Llava dir + a projector to load into it
                 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
@@ -76,7 +82,8 @@ def prepare_init(margs, dargs, targs) -> Path:
 
                 assemble_llava(margs.vision_tower, margs.model_name_or_path, init, template=dargs.template,
                                projector=margs.mm_projector_type, seed=targs.seed,
-                               projector_weights=margs.pretrain_mm_mlp_adapter)
+                               projector_weights=margs.pretrain_mm_mlp_adapter,
+                               image_aspect_ratio=dargs.image_aspect_ratio)
             stamp.write_text(json.dumps(fingerprint, indent=1))
     return init
 
@@ -93,7 +100,8 @@ def _inputs_fingerprint(margs, dargs, targs) -> dict:
                 for p in entries]
     return {"model": files(margs.model_name_or_path), "tower": files(margs.vision_tower),
             "projector": files(margs.pretrain_mm_mlp_adapter), "template": dargs.template,
-            "projector_type": margs.mm_projector_type, "seed": targs.seed}
+            "projector_type": margs.mm_projector_type, "seed": targs.seed,
+            "image_aspect_ratio": dargs.image_aspect_ratio}
 
 
 def load_model(init: Path, margs, targs, spec):
@@ -132,16 +140,9 @@ def run(margs, dargs, targs) -> int:
     if spec.tower and targs.ddp_find_unused_parameters is None:
         targs.ddp_find_unused_parameters = True  # layer -2 leaves the tower's last block unused
     init = prepare_init(margs, dargs, targs)
-    processor = AutoProcessor.from_pretrained(init)
-    from llava_train.templates import get_template
-
-    processor.chat_template = get_template(dargs.template).jinja(processor.tokenizer)
-    try:
-        dataset = LlavaDataset(dargs.data_path, dargs.image_folder, processor, dargs.template,
-                               targs.model_max_length, dargs.max_bad_sample_fraction, dargs.check_images)
-    except TooManyBadSamples as e:
-        log.error("%s", e)
-        raise
+    processor = load_processor(init, dargs)
+    dataset = build_dataset(dargs, targs, processor)
+    tracker = BadSampleTracker(dargs.max_bad_sample_fraction, dargs.bad_sample_min_seen, dataset.startup_skips)
     model = load_model(init, margs, targs, spec)
     trainable = apply_stage(model, spec)
     vcfg = (model.get_base_model() if spec.lora else model).config.vision_config
@@ -152,7 +153,8 @@ def run(margs, dargs, targs) -> int:
             raise ValueError("feature_cache needs a frozen tower; turn off train_tower or feature_cache")
         from llava_train.feature_cache import build_feature_cache
 
-        with targs.main_process_first(desc="tower feature cache"):  # rank 0 writes feature_cache_dir first
+        # rank 0 (each node's local main with save_on_each_node) writes feature_cache_dir first
+        with targs.main_process_first(local=targs.save_on_each_node, desc="tower feature cache"):
             cache = build_feature_cache(model, dataset, device=targs.device, cache_dir=targs.feature_cache_dir)
     ids = (processor.tokenizer.pad_token_id, processor.tokenizer.convert_tokens_to_ids("<image>"),
            dataset.num_image_tokens, (vcfg.num_channels, size, size))
@@ -166,32 +168,58 @@ def run(margs, dargs, targs) -> int:
         model=model, args=targs, train_dataset=dataset, data_collator=collator, processing_class=processor,
         modality_lengths=dataset.modality_lengths, mm_projector_lr=targs.mm_projector_lr,
         vision_tower_lr=targs.vision_tower_lr, feature_cache=cache, label_logits_only=targs.label_logits_only,
-        callbacks=[InterruptCallback(targs.interrupt_after_steps)] if targs.interrupt_after_steps else None)
-    resume = targs.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "last"):
-        resume = True
+        bad_samples=tracker, callbacks=[InterruptCallback(targs.interrupt_after_steps)] if targs.interrupt_after_steps else None)
+    from llava_train.checkpoints import resolve_resume
+
+    # true/last: the newest *complete* checkpoint (incomplete ones are skipped with a warning), or step 0
+    resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir, verbose=targs.should_log)
     trainer.train(resume_from_checkpoint=resume)
     interrupted = targs.interrupt_after_steps and trainer.state.global_step < targs.max_steps
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    tracker.gather_ids()
     if not interrupted:
-        trainer.save_final(targs.output_dir)
-        if targs.should_save and not spec.lora:
-            from llava_train.projector import export_from_model_dir
+        from llava_train.projector import export_from_model_dir
 
-            export_from_model_dir(targs.output_dir)
-        elif targs.should_save:
-            _export_lora_projector(Path(targs.output_dir))
+        # the projector export goes into the staged final dir: published with the model, never stale
+        export = _export_lora_projector if spec.lora else export_from_model_dir
+        trainer.save_final(targs.output_dir, before_publish=export)
     if targs.should_save:
         report = {"stage": margs.stage, "init": str(init), "losses": losses, "global_step": trainer.state.global_step,
                   "speedups": {"packing": targs.packing, "feature_cache": cache is not None,
                                "label_logits_only": targs.label_logits_only},
-                  "interrupted": bool(interrupted), "bad_samples": dataset.skips.as_dict(),
-                  "kept_samples": len(dataset), "trainable": trainable}
+                  "interrupted": bool(interrupted), "bad_samples": tracker.report(),
+                  "records": len(dataset.index), "usable_records": len(dataset), "trainable": trainable,
+                  "image_aspect_ratio": dargs.image_aspect_ratio}
         tmp = Path(targs.output_dir) / "run_report.json.tmp"
         tmp.write_text(json.dumps(report, indent=2))
         os.replace(tmp, Path(targs.output_dir) / "run_report.json")
-        print(dataset.skips.report())
+        print(f"{tracker.startup.report()} at start-up; {tracker.training.report()} during training "
+              f"(of {tracker.seen} drawn)")
     return 0
+
+
+def load_processor(init: Path, dargs):
+    """The run's processor: the init dir's, with the run's template and image_aspect_ratio (saved with the model)."""
+    from transformers import AutoProcessor
+
+    from llava_train.model import with_aspect_ratio
+    from llava_train.templates import get_template
+
+    processor = AutoProcessor.from_pretrained(init)
+    processor.chat_template = get_template(dargs.template).jinja(processor.tokenizer)
+    processor.image_processor = with_aspect_ratio(processor.image_processor, dargs.image_aspect_ratio)
+    return processor
+
+
+def build_dataset(dargs, targs, processor, allow_empty: bool = False) -> LlavaDataset:
+    """The lazy dataset over the data index, built once (per node with save_on_each_node, else globally)."""
+    if dargs.check_images:
+        log.warning("check_images is deprecated and ignored: bad images are replaced and counted when loaded; "
+                    "run `clips-llava llava check-data` for an up-front pass")
+    index_dir = dargs.data_index_dir or Path(targs.output_dir) / "data_index"
+    with targs.main_process_first(local=targs.save_on_each_node, desc="data index"):
+        return LlavaDataset(dargs.data_path, dargs.image_folder, processor, dargs.template, targs.model_max_length,
+                            dargs.max_bad_sample_fraction, index_dir=index_dir, allow_empty=allow_empty)
 
 
 def _export_lora_projector(out: Path) -> None:

@@ -47,9 +47,19 @@ class ModelArguments:
 class DataArguments:
     data_path: str = field(default=None, metadata={"help": "LLaVA-1.5 conversation JSON"})
     image_folder: str | None = None
-    template: str = field(default="vicuna_v1", metadata={"help": "plain | vicuna_v1 | chat_template"})
-    max_bad_sample_fraction: float = 0.01
-    check_images: bool = field(default=True, metadata={"help": "decode every image before training"})
+    template: str = field(default="vicuna_v1", metadata={"help": "plain | vicuna_v1 | llava_v1 | chat_template"})
+    image_aspect_ratio: str = field(default="native", metadata={
+        "help": "native: the tower's own preprocessing; pad: LLaVA-1.5's expand-to-square with the mean colour"})
+    max_bad_sample_fraction: float = field(default=0.01, metadata={
+        "help": "stop when more than this fraction of the records (at start-up) or of the samples seen "
+                "(during training) is bad"})
+    bad_sample_min_seen: int = field(default=200, metadata={
+        "help": "samples seen before the bad fraction during training can stop the run"})
+    data_index_dir: str | None = field(default=None, metadata={
+        "help": "where the memory-mapped data index is built once (default OUTPUT_DIR/data_index)"})
+    check_images: bool = field(default=False, metadata={
+        "help": "deprecated, ignored: images are checked when loaded; `clips-llava llava check-data` "
+                "is the up-front pass"})
 
 
 @dataclass
@@ -96,10 +106,13 @@ def parse_args(argv: list[str]):
 
 def _setup_distributed(argv: list[str]) -> None:
     """CPU + DeepSpeed needs gloo set up before TrainingArguments (DESIGN §7); single process
-    without a launcher gets the launcher's env so DeepSpeed does not try MPI."""
+    without a launcher gets the launcher's env so DeepSpeed does not try MPI. A launcher's env
+    (torchrun / deepspeed on any node) is never touched, and a world of several processes that
+    gives no RANK (mpirun / srun straight into python) is left to DeepSpeed's MPI discovery."""
     if torch.cuda.is_available() or "--deepspeed" not in " ".join(argv) and "deepspeed:" not in argv_yaml(argv):
         return
-    if "RANK" not in os.environ:
+    sizes = [os.environ.get(k, "1") for k in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS")]
+    if "RANK" not in os.environ and all(n in ("", "1") for n in sizes):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -121,9 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available() and "--use_cpu" not in argv:
         argv += ["--use_cpu", "true"]
     margs, dargs, targs = parse_args(argv)
+    from llava_train.data_index import DataFileError
     from llava_train.run import run
+    from llava_train.skips import TooManyBadSamples
 
-    return run(margs, dargs, targs)
+    try:
+        return run(margs, dargs, targs)
+    except (DataFileError, TooManyBadSamples) as e:  # bad data: one clear line, no traceback
+        print(f"clips-llava llava train: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

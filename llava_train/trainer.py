@@ -4,20 +4,19 @@
                            processing_class=processor, modality_lengths=ds.modality_lengths)
     trainer.train(); trainer.save_final(args.output_dir)
 
-Everything else (DeepSpeed ZeRO-2/3, DDP, checkpoints, exact resume) is stock HF Trainer. The
-final save is a stock HF directory: under ZeRO-3 the Trainer gathers the full 16-bit state dict
+Everything else (DeepSpeed ZeRO-2/3, DDP, exact resume) is stock HF Trainer; checkpoints appear only
+complete and the final save is published valid-or-absent (llava_train.checkpoints). The final
+save is a stock HF directory: under ZeRO-3 the Trainer gathers the full 16-bit state dict
 (`stage3_gather_16bit_weights_on_model_save`), which is the only place weights are gathered.
 """
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
 
+from llava_train.checkpoints import AtomicCheckpoints
 from llava_train.data import IGNORE_INDEX
 from llava_train.feature_cache import base_llava
 from llava_train.sampler import ModalityLengthSampler
@@ -43,7 +42,7 @@ class InterruptCallback(TrainerCallback):
         return control
 
 
-class LlavaTrainer(Trainer):
+class LlavaTrainer(AtomicCheckpoints, Trainer):
     """Stock Trainer + per-part lrs, length grouping, cached tower features, logits only where learned.
 
     `feature_cache` (llava_train.feature_cache): batches carry `image_rows` instead of pixels; their
@@ -54,8 +53,11 @@ class LlavaTrainer(Trainer):
 
     def __init__(self, *args, modality_lengths: list[int] | None = None, mm_projector_lr: float | None = None,
                  vision_tower_lr: float | None = None, feature_cache=None, label_logits_only: bool = False,
-                 **kwargs):
+                 bad_samples=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.bad_samples = bad_samples  # llava_train.skips.BadSampleTracker (also one of the callbacks)
+        if bad_samples is not None and bad_samples not in self.callback_handler.callbacks:
+            self.add_callback(bad_samples)
         self.modality_lengths = modality_lengths
         self.mm_projector_lr, self.vision_tower_lr = mm_projector_lr, vision_tower_lr
         self.feature_cache, self.label_logits_only = feature_cache, label_logits_only
@@ -70,11 +72,20 @@ class LlavaTrainer(Trainer):
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
-        if "image_row" not in self._signature_columns:  # not a forward argument: keep it for compute_loss
-            self._signature_columns += ["image_row", "image_rows"]
+        if "image_row" not in self._signature_columns:  # not forward arguments: keep them for compute_loss
+            self._signature_columns += ["image_row", "image_rows", "bad_samples"]
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        """The stock step; first the batch's bad-sample report goes to the tracker (which may stop the run)."""
+        inputs = dict(inputs)
+        info = inputs.pop("bad_samples", None)
+        if self.bad_samples is not None:
+            self.bad_samples.update(info, self.accelerator)
+        return super().training_step(model, inputs, *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
+        inputs.pop("bad_samples", None)  # reported in training_step; not a forward argument
         if "position_ids" in inputs and "attention_mask" not in inputs:
             inputs["use_cache"] = False  # a cache would hide the packed rows from the mask builder
         if "image_rows" in inputs:
@@ -116,19 +127,3 @@ class LlavaTrainer(Trainer):
                 log.info("optimizer group: %d tensors, lr %g, wd %g", len(g["params"]), g["lr"], g["weight_decay"])
             self.optimizer = cls(groups, lr=self.args.learning_rate, **kwargs)
         return self.optimizer
-
-    def save_final(self, output_dir: str | Path) -> Path:
-        """save_model into a temp dir, then move each file into `output_dir` (config.json last)."""
-        output_dir = Path(output_dir)
-        tmp = output_dir / ".final.tmp"
-        self.save_model(str(tmp))
-        if self.args.should_save:
-            names = sorted(p.name for p in tmp.iterdir())
-            for name in sorted(names, key=lambda n: n == "config.json"):
-                target = output_dir / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                os.replace(tmp / name, target)
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        return output_dir

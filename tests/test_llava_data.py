@@ -29,7 +29,8 @@ def _dataset(parts, template, data, **kw):
     from llava_train.data import LlavaDataset
 
     processor = AutoProcessor.from_pretrained(parts["llava"][template])
-    return LlavaDataset(data, parts["world"] / "llava/images", processor, template, kw.pop("max_len", 512), **kw)
+    return LlavaDataset(data, parts["world"] / "llava/images", processor, template, kw.pop("max_len", 512),
+                        index_dir=parts["tmp"] / "index", **kw)
 
 
 def test_lm_pretrain_learns(parts, tmp_path):
@@ -67,7 +68,7 @@ def test_labels_cover_only_assistant_turns(parts, template):
     ds = _dataset(parts, template, parts["world"] / f"llava/{stage}.json")
     raw = {r["id"]: r for r in json.loads((parts["world"] / f"llava/{stage}.json").read_text())}
     tok = AutoProcessor.from_pretrained(parts["llava"][template]).tokenizer
-    for s in ds.samples[:5]:
+    for s in map(ds.sample, range(5)):
         learned = tok.decode([t for t, lab in zip(s["input_ids"], s["labels"]) if lab != IGNORE_INDEX])
         answers = [t["value"] for t in raw[s["id"]]["conversations"] if t["from"] == "gpt"]
         assert all(a in learned for a in answers)
@@ -81,20 +82,26 @@ def test_training_text_matches_processor_prompt(parts):
     # The template's rendered text starts with exactly what the saved processor's chat template produces.
     from transformers import AutoProcessor
 
+    from llava_train.samples import check_record
     from llava_train.templates import get_template
 
     processor = AutoProcessor.from_pretrained(parts["llava"]["vicuna_v1"])
     convs = [{"from": "human", "value": "Q1?\n<image>"}, {"from": "gpt", "value": "A1."},
              {"from": "human", "value": "Q2?"}, {"from": "gpt", "value": "A2."}]
-    text, _ = get_template("vicuna_v1").render(convs, processor.tokenizer)
+    rec = {"id": 1, "image": "x.png", "conversations": convs}
+    text, _ = get_template("vicuna_v1").render(check_record(rec), processor.tokenizer)
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q1?"}]},
             {"role": "assistant", "content": "A1."}, {"role": "user", "content": "Q2?"}]
     prompt = processor.apply_chat_template(msgs, add_generation_prompt=True)
     assert text.startswith(prompt) and text[len(prompt):] == " A2." + processor.tokenizer.eos_token
+    assert prompt.endswith("</s>USER: Q2? ASSISTANT:")
 
 
-def test_bad_samples_counted_and_fraction_enforced(parts, tmp_path):
-    from llava_train.data import TooManyBadSamples
+def test_bad_samples_replaced_at_load_time_and_counted(parts, tmp_path):
+    from transformers import AutoProcessor
+
+    from llava_train.data import LlavaDataset, batch_bad_samples
+    from llava_train.skips import BadSampleTracker, TooManyBadSamples
 
     world = parts["world"]
     images = tmp_path / "images"
@@ -111,17 +118,34 @@ def test_bad_samples_counted_and_fraction_enforced(parts, tmp_path):
             {"from": "human", "value": "<image>\nTalk."}, {"from": "gpt", "value": "word " * 400}]},
     ]
     data = write_json(tmp_path / "data.json", good + bad)
-    from transformers import AutoProcessor
-
-    from llava_train.data import LlavaDataset
-
     processor = AutoProcessor.from_pretrained(parts["llava"]["vicuna_v1"])
-    ds = LlavaDataset(data, images, processor, "vicuna_v1", 300, max_bad_sample_fraction=0.5)
-    assert ds.skips.counts == {"corrupt_image": 1, "missing_image": 1, "image_token_count": 1, "too_long": 1}
-    assert ds.skips.ids["corrupt_image"] == ["bad-corrupt"] and len(ds) == len(good)
-    assert "bad-overlong" in ds.skips.report()
-    with pytest.raises(TooManyBadSamples, match="missing_image"):
-        LlavaDataset(data, images, processor, "vicuna_v1", 300, max_bad_sample_fraction=0.01)
+    ds = LlavaDataset(data, images, processor, "vicuna_v1", 300, max_bad_sample_fraction=0.5, index_dir=tmp_path / "ix")
+    # structural problems are known at start-up (no tokenizer, no image decoding) ...
+    assert ds.startup_skips.counts == {"image_token_count": 1} and len(ds) == len(good) + 3
+    # ... the others when the sample is built: replaced by another sample, reported in the item
+    items = [ds[i] for i in range(len(ds))]
+    replaced = [x for it in items for x in it["bad_samples"]]
+    # (a replacement can itself be bad: then it is reported and replaced too, so each appears at least once)
+    assert set(replaced) == {("corrupt_image", "bad-corrupt"), ("missing_image", "bad-missing"),
+                             ("too_long", "bad-overlong")}
+    ids_used = {tuple(it["input_ids"].tolist()) for it in items}
+    assert all(it["labels"].ne(-100).any() for it in items) and len(items) == len(ds)
+    assert all("pixel_values" in it or it["input_ids"].ne(ds.image_token_id).all() for it in items)
+    assert len(ids_used) <= len(good)  # every item is a good sample (the replacements repeat good ones)
+    again = [ds[i] for i in range(len(ds))]  # the replacement is a function of the index: resume-exact
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(items, again))
+    # the tracker sums the batch reports and stops above the fraction, after min_seen samples
+    tracker = BadSampleTracker(max_fraction=0.5, min_seen=10)
+    tracker.update(batch_bad_samples(items))
+    from collections import Counter
+
+    assert tracker.training.counts == Counter(reason for reason, _ in replaced)
+    assert tracker.seen == len(items) + len(replaced) and tracker.training.ids["corrupt_image"] == ["bad-corrupt"]
+    strict = BadSampleTracker(max_fraction=0.01, min_seen=10)
+    with pytest.raises(TooManyBadSamples, match="corrupt_image=.*missing_image=.*too_long="):
+        strict.update(batch_bad_samples(items))
+    with pytest.raises(TooManyBadSamples, match="image_token_count"):  # start-up fraction
+        LlavaDataset(data, images, processor, "vicuna_v1", 300, max_bad_sample_fraction=0.01, index_dir=tmp_path / "ix")
 
 
 def test_projector_roundtrip_llava15_bin(parts, tmp_path):
@@ -142,7 +166,7 @@ def test_collator_text_only_batch_runs_tower(parts):
     from llava_train.data import LlavaCollator
 
     ds = _dataset(parts, "vicuna_v1", parts["world"] / "llava/stage2.json")
-    text_only = [ds[i] for i, s in enumerate(ds.samples) if s["image"] is None][:2]
+    text_only = [ds[i] for i in range(len(ds)) if ds.sample(i)["image"] is None][:2]
     model = LlavaForConditionalGeneration.from_pretrained(parts["llava"]["vicuna_v1"])
     collator = LlavaCollator(ds.tokenizer.pad_token_id, ds.image_token_id, 16, (3, 32, 32))
     batch = collator(text_only)
