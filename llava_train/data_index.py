@@ -46,8 +46,9 @@ class DataFileError(ValueError):
     """The data file cannot be read as a JSON list of records (one line, names the file)."""
 
 
-def iter_json_list(path: str | Path):
-    """Yield the elements of a top-level JSON list, streaming (memory bounded by the largest element).
+def iter_json_list(path: str | Path, raw: bool = False):
+    """Yield the elements of a top-level JSON list, streaming (memory bounded by the largest element);
+    with `raw`, (element, its JSON text) pairs.
 
     Accepts a UTF-8 BOM (as `utf-8-sig` does). Raises DataFileError for anything else than a list."""
     path = Path(path)
@@ -114,8 +115,8 @@ def iter_json_list(path: str | Path):
                     if eof:
                         raise DataFileError(f"{path}: malformed JSON at {where()}: {e.msg}") from None
                 refill()
-            pos, first = end, False
-            yield value
+            text, pos, first = (buf[pos:end] if raw else None), end, False
+            yield (value, text) if raw else value
 
 
 def fingerprint(data_path: str | Path) -> str:
@@ -182,7 +183,7 @@ def build(data_path: Path, root: Path, keep_ids: int = 5) -> Path:
         offsets, words, has_image, status = [0], [], [], []
         bad, first_ids = Counter(), {}
         with open(tmp / "records.bin", "wb") as out:
-            for rec in iter_json_list(data_path):
+            for rec, text in iter_json_list(data_path, raw=True):
                 code, n_words = 0, 0
                 try:
                     check_record(rec)
@@ -193,7 +194,7 @@ def build(data_path: Path, root: Path, keep_ids: int = 5) -> Path:
                     ids = first_ids.setdefault(e.reason, [])
                     if len(ids) < keep_ids:
                         ids.append(record_id(rec))
-                line = json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+                line = text.encode("utf-8", "surrogatepass") + b"\n"  # the record's own JSON text
                 out.write(line)
                 offsets.append(offsets[-1] + len(line))
                 words.append(n_words)

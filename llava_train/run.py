@@ -48,6 +48,29 @@ def whole_weights(targs):
             set_hf_deepspeed_config(targs.hf_deepspeed_config)
 
 
+def _writes_as_told(is_main_process: bool) -> bool:
+    """`save_pretrained`'s writer check minus transformers 5's "global rank 0 only once torch.distributed
+    is up", so that with `save_on_each_node` each node's local main writes its own copy (HF's convention)."""
+    return is_main_process
+
+
+@contextmanager
+def _local_mains_write(enabled: bool):
+    """Inside (when `enabled`): every `save_pretrained(is_main_process=True)` writes, whatever its global rank."""
+    from transformers import PreTrainedModel
+
+    own = vars(PreTrainedModel).get("should_save_on_this_rank")
+    if enabled:
+        PreTrainedModel.should_save_on_this_rank = lambda self, is_main_process: _writes_as_told(is_main_process)
+    try:
+        yield
+    finally:
+        if enabled and own is None:
+            del PreTrainedModel.should_save_on_this_rank  # the inherited one again
+        elif enabled:
+            PreTrainedModel.should_save_on_this_rank = own
+
+
 def prepare_init(margs, dargs, targs) -> Path:
     """The stock Llava dir this run loads: given, or assembled (rank 0) into OUTPUT_DIR/init.
 
@@ -58,7 +81,8 @@ def prepare_init(margs, dargs, targs) -> Path:
     init = Path(targs.output_dir) / "init"
     per_node = targs.save_on_each_node
     builder = targs.local_process_index == 0 if per_node else targs.process_index == 0
-    with targs.main_process_first(local=per_node, desc="assemble the initial Llava"), whole_weights(targs):
+    with targs.main_process_first(local=per_node, desc="assemble the initial Llava"), whole_weights(targs), \
+            _local_mains_write(per_node and builder):
         fingerprint = _inputs_fingerprint(margs, dargs, targs)
         stamp = init / "assembled_from.json"
         if builder and (init / "config.json").is_file() and (
@@ -132,11 +156,16 @@ def load_model(init: Path, margs, targs, spec):
 
 
 def run(margs, dargs, targs) -> int:
-    from transformers import AutoProcessor
-
     from llava_train.trainer import InterruptCallback, LlavaTrainer
 
     spec = get_stage(margs.stage, margs.train_tower)
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or targs.world_size)
+    if targs.save_on_each_node and targs.world_size > local_world and is_deepspeed_zero3_enabled():
+        raise ValueError("save_on_each_node with ZeRO-3 on several nodes cannot save the model on every node "
+                         "(DeepSpeed gathers the full weights on global rank 0 only): put output_dir on shared "
+                         "storage without save_on_each_node, or use ZeRO-2")
     if spec.tower and targs.ddp_find_unused_parameters is None:
         targs.ddp_find_unused_parameters = True  # layer -2 leaves the tower's last block unused
     init = prepare_init(margs, dargs, targs)
@@ -144,6 +173,8 @@ def run(margs, dargs, targs) -> int:
     dataset = build_dataset(dargs, targs, processor)
     tracker = BadSampleTracker(dargs.max_bad_sample_fraction, dargs.bad_sample_min_seen, dataset.startup_skips)
     model = load_model(init, margs, targs, spec)
+    if targs.save_on_each_node:  # each node's local main saves checkpoints and the final model (see prepare_init)
+        model.should_save_on_this_rank = _writes_as_told
     trainable = apply_stage(model, spec)
     vcfg = (model.get_base_model() if spec.lora else model).config.vision_config
     size = vcfg.image_size if isinstance(vcfg.image_size, int) else vcfg.image_size[0]

@@ -120,7 +120,8 @@ def bench_one(init: Path, data: Path, images: Path, template: str, stage: str, o
 
     torch.manual_seed(0)
     processor = AutoProcessor.from_pretrained(init)
-    ds = LlavaDataset(data, images, processor, template, args.max_len, max_bad_sample_fraction=1.0)
+    ds = LlavaDataset(data, images, processor, template, args.max_len, max_bad_sample_fraction=1.0,
+                      index_dir=Path(init).parent / "data_index")
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     model = LlavaForConditionalGeneration.from_pretrained(init, dtype=dtype, attn_implementation="sdpa").to(args.device)
     model.config.use_cache = False  # as llava_train.run does (and packing needs)

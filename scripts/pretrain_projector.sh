@@ -7,4 +7,9 @@
 #       --data_path runs/world/llava/<stage>.json --image_folder runs/world/llava/images --output_dir runs/pretrain_projector
 #
 # LAUNCHER=torchrun uses torchrun instead of deepspeed (same arguments). CPU: NPROC=1 or 2.
+# Multi-node (see scripts/launch_stage.sh; NPROC = processes per node), two nodes x 8 GPUs:
+#   LAUNCHER=torchrun NNODES=2 NODE_RANK=0 MASTER_ADDR=node0 MASTER_PORT=29500 NPROC=8 \
+#       scripts/pretrain_projector.sh --config configs/llava/<real-scale>.yaml     # on node0; the same with NODE_RANK=1 on node1
+#   HOSTFILE=hostfile MASTER_ADDR=node0 MASTER_PORT=29500 NPROC=8 \
+#       scripts/pretrain_projector.sh --config configs/llava/<real-scale>.yaml     # once, on node0: deepspeed starts both over ssh/pdsh
 exec "$(dirname "$0")/launch_stage.sh" "$@"

@@ -72,3 +72,27 @@ def torchrun(nproc: int, args: list[str], timeout: int = 300) -> subprocess.Comp
     if r.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
     return r
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_script(script: str, args: list[str], log: Path, **env) -> subprocess.Popen:
+    """`scripts/SCRIPT ARGS` in the background (offline env + `env`), stdout and stderr into `log`;
+    its own process group, so `stop_group` ends the launcher and every worker it started."""
+    with open(log, "w") as f:
+        return subprocess.Popen([str(REPO / "scripts" / script), *args], cwd=REPO, env=offline_env(**env),
+                                stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

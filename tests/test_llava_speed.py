@@ -28,7 +28,8 @@ def parts(tiny_world, tmp_path_factory):
     tower, lm = make_tower(tmp / "tower"), make_lm(tiny_world, tmp / "lm")
     init = assemble_llava(tower, lm, tmp / "llava", template="vicuna_v1")
     processor = AutoProcessor.from_pretrained(init)
-    ds = LlavaDataset(tiny_world / "llava/stage2.json", tiny_world / "llava/images", processor, "vicuna_v1", 512)
+    ds = LlavaDataset(tiny_world / "llava/stage2.json", tiny_world / "llava/images", processor, "vicuna_v1", 512,
+                      index_dir=tmp / "index")
     return {"tmp": tmp, "tower": tower, "lm": lm, "init": init, "ds": ds, "world": tiny_world}
 
 
@@ -65,8 +66,8 @@ def _trainer(model, ds, tmp, **kw):
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_packed_rows_give_each_sample_its_own_logits(parts, attn):
     ds = parts["ds"]
-    text_only = [i for i, s in enumerate(ds.samples) if s["image"] is None]
-    with_image = [i for i, s in enumerate(ds.samples) if s["image"] is not None]
+    text_only = [i for i in range(len(ds)) if ds.sample(i)["image"] is None]
+    with_image = [i for i in range(len(ds)) if ds.sample(i)["image"] is not None]
     items = [ds[i] for i in with_image[:6] + text_only[:2]]
     pad, pack = _collators(ds, max_length=700)
     a, b = pad(items), pack(items)
