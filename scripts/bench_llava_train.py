@@ -67,11 +67,13 @@ def _embedded_parts(tmp: Path, world: Path, preset: str) -> tuple[Path, Path]:
 class _Meter:
     """Adds `n_tokens` (the batch's sample tokens: image tokens included, padding not) to each batch."""
 
-    def __init__(self, collator, num_image_tokens: int):
-        self.collator, self.num_image_tokens = collator, num_image_tokens
+    def __init__(self, collator, num_image_tokens: int, stock: bool = False):
+        self.collator, self.num_image_tokens, self.stock = collator, num_image_tokens, stock
 
     def __call__(self, batch):
         out = self.collator(batch)
+        if self.stock:
+            out.pop("bad_samples", None)  # our trainer's bad-sample report; stock Trainer passes every key to forward
         n_images = sum(1 for b in batch if "pixel_values" in b or "image_row" in b)
         out["n_tokens"] = torch.tensor([sum(len(b["input_ids"]) for b in batch), n_images * self.num_image_tokens])
         return out
@@ -154,7 +156,7 @@ def bench_one(init: Path, data: Path, images: Path, template: str, stage: str, o
                                label_logits_only="label_logits" in args.ours)
     else:
         collator = _Meter(LlavaCollator(processor.tokenizer.pad_token_id, ds.image_token_id, ds.num_image_tokens, shape),
-                          ds.num_image_tokens)
+                          ds.num_image_tokens, stock=True)
         trainer = _counting(Trainer)(model=model, args=targs, train_dataset=ds, data_collator=collator)
     trainer.bench_tokens = []
     timer = _Timer(args.device)

@@ -15,7 +15,7 @@ def _args(tmp_path):
         (d / "model.safetensors").write_bytes(b"weights")
     margs = SimpleNamespace(model_name_or_path=str(lm), vision_tower=str(tower), pretrain_mm_mlp_adapter=None,
                             mm_projector_type="mlp2x_gelu")
-    return margs, SimpleNamespace(template="plain"), SimpleNamespace(seed=0), tower
+    return margs, SimpleNamespace(template="plain", image_aspect_ratio="native"), SimpleNamespace(seed=0), tower
 
 
 def test_fingerprint_is_stable_and_sees_a_retrained_tower(tmp_path):
