@@ -24,6 +24,8 @@ parseable `trainer_state.json` for step N plus model weights. Incomplete ones ar
 warning; with several processes the ranks agree on the newest checkpoint complete on all of them;
 none at all starts from step 0 (with a warning) instead of failing, so a job killed before its
 first checkpoint can be relaunched with the same command. An explicit path must be complete.
+Resumed at max_steps (killed during the final save), training is skipped: the stock loop would
+train one step past max_steps on every such re-run.
 
 Final model. The final stock Llava (or LoRA adapter) shares OUTPUT_DIR with `init/`,
 `checkpoint-N/` and `run_report.json`, so it cannot be swapped in by one directory rename. Instead:
@@ -281,12 +283,21 @@ class AtomicCheckpoints:
             rotate_complete(run_dir, self.args.save_total_limit, keep={final, best})
         self.accelerator.wait_for_everyone()  # the checkpoint exists for everyone once this returns
 
+    def _run_epoch(self, *args, **kwargs):
+        """Nothing to train once resumed at max_steps (killed during the final save): the stock loop
+        would run one more step past max_steps (and save checkpoint-(max_steps+1)) on every re-run."""
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
     def save_final(self, output_dir: str | Path, before_publish=None) -> Path:
         """save_model into OUTPUT_DIR/.final.tmp, `before_publish(staged_dir)` on the saving process
         (e.g. the projector export), then `publish_final` (see the module docstring)."""
         output_dir = Path(output_dir)
         staged = output_dir / FINAL_STAGING
-        if self.args.should_save:
+        if self.args.should_save:  # leftovers of killed saves (no checkpoint save is in flight now)
+            clean_staging(output_dir)
             for leftover in (staged, output_dir / FINAL_READY):
                 _remove(leftover)
         self.accelerator.wait_for_everyone()

@@ -8,6 +8,7 @@ Called by `llava_train.train.main` (launchers) and `clips-llava llava train`. Wr
 `output_dir`: `init/` (the assembled stock Llava the run starts from), `checkpoint-N/` (HF
 Trainer, for `--resume_from_checkpoint`), the final stock Llava (or a peft adapter for LoRA),
 `mm_projector.safetensors`, and `run_report.json` (losses, bad-sample counts, trainable parts).
+Checkpoints and the final model survive `kill -9` at any moment (llava_train.checkpoints).
 """
 from __future__ import annotations
 
@@ -85,8 +86,7 @@ def prepare_init(margs, dargs, targs) -> Path:
             _local_mains_write(per_node and builder):
         fingerprint = _inputs_fingerprint(margs, dargs, targs)
         stamp = init / "assembled_from.json"
-        if builder and (init / "config.json").is_file() and (
-                not stamp.is_file() or json.loads(stamp.read_text()) != fingerprint):
+        if builder and (init / "config.json").is_file() and _read_stamp(stamp) != fingerprint:
             log.warning("%s was assembled from other inputs; assembling it again", init)
             shutil.rmtree(init)
         if builder and not (init / "config.json").is_file():
@@ -108,8 +108,17 @@ def prepare_init(margs, dargs, targs) -> Path:
                                projector=margs.mm_projector_type, seed=targs.seed,
                                projector_weights=margs.pretrain_mm_mlp_adapter,
                                image_aspect_ratio=dargs.image_aspect_ratio)
-            stamp.write_text(json.dumps(fingerprint, indent=1))
+            tmp = stamp.with_name(f".{stamp.name}.tmp")
+            tmp.write_text(json.dumps(fingerprint, indent=1))
+            os.replace(tmp, stamp)  # a kill mid-write leaves no stamp (init is re-assembled), never a torn one
     return init
+
+
+def _read_stamp(stamp: Path):
+    try:
+        return json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None  # missing or unreadable: init is assembled again
 
 
 def _inputs_fingerprint(margs, dargs, targs) -> dict:
