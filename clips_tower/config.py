@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from clips_tower.text_reduction import STRATEGIES
 
@@ -167,11 +168,49 @@ class ClipsRunConfig:
         return dataclasses.asdict(self)
 
 
+def _type_ok(value: Any, tp: Any) -> bool:
+    """Whether a YAML value fits a field annotation (int, float, bool, str, None, X | Y, list[X], tuple[X, ...])."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if tp is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_type_ok(v, args[0]) for v in value)
+    if origin is tuple:  # YAML has no tuples: a list of the right length
+        return isinstance(value, (list, tuple)) and len(value) == len(args) and all(map(_type_ok, value, args))
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+# Fields whose values `ClipsRunConfig.validate` checks with its own, more specific messages.
+_CHECKED_BY_VALIDATE = {"web_caption_key", "synthetic_caption_key", "require_json_status"}
+
+
 def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping of key: value, got {type(values).__name__} {values!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)} in {where}; known: {', '.join(known)}")
+        raise ValueError(f"unknown key(s) {', '.join(map(str, unknown))} in {where}; known: {', '.join(known)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if key in _CHECKED_BY_VALIDATE:
+            continue
+        if not _type_ok(value, hints[key]):
+            raise ValueError(f"{where}.{key}: expected {_type_name(hints[key])}, got {type(value).__name__} {value!r}")
     values = dict(values)
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
@@ -180,19 +219,27 @@ def _build(cls, values: dict, where: str):
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ClipsRunConfig:
     """Read a run YAML; `overrides` maps "section.key" to a value (CLI flags)."""
+    from clips_tower.inputs import read_yaml_mapping
+
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not path.exists():
         raise FileNotFoundError(f"run config not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml_mapping(path, "a mapping of sections (model, method, data, optim, run)")
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".")
-        raw.setdefault(section, {})[key] = value
+        if raw.get(section) is None:
+            raw[section] = {}
+        if not isinstance(raw[section], dict):
+            raise ValueError(f"{path}:{section}: expected a mapping of key: value, got {raw[section]!r}")
+        raw[section][key] = value
     sections = {"method": MethodCfg, "data": DataCfg, "optim": OptimCfg, "run": RunCfg}
-    unknown = sorted(set(raw) - set(sections) - {"model"})
+    unknown = sorted(map(str, set(raw) - set(sections) - {"model"}))
     if unknown:
         raise ValueError(f"unknown section(s) {', '.join(unknown)} in {path}; known: model, {', '.join(sections)}")
     if "model" not in raw:
         raise ValueError(f"{path}: missing `model:` (path to an architecture JSON)")
+    if not isinstance(raw["model"], str) or not raw["model"].strip():
+        raise ValueError(f"{path}: `model:` must be a path to an architecture JSON, got {raw['model']!r}")
     model = Path(raw["model"])
     model = model if model.is_absolute() else (path.parent / model)
     cfg = ClipsRunConfig(

@@ -77,6 +77,11 @@ def load_open_clip(model: str, device: str = "cpu"):
             p = p / "export"
         if not (p / "open_clip_config.json").is_file():
             raise FileNotFoundError(f"{model}: no open_clip_config.json (expected an open_clip export dir)")
+        from clips_tower.inputs import check_safetensors, read_json_object
+
+        read_json_object(p / "open_clip_config.json", "open_clip config")
+        if (p / "open_clip_model.safetensors").exists():
+            check_safetensors(p / "open_clip_model.safetensors")  # truncated / corrupt: named here
         model = f"local-dir:{p}"
     clip, preprocess = open_clip.create_model_from_pretrained(model, device=device)
     return clip.eval(), preprocess, open_clip.get_tokenizer(model)

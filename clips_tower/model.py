@@ -12,7 +12,6 @@ This file knows nothing of parallelism or losses (see `losses.py`, `train.py`).
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import torch
@@ -28,10 +27,12 @@ CAPTIONER_KEYS = ("width", "layers", "heads", "num_queries", "prefix_len", "mlp_
 
 def load_arch(path: str | Path) -> dict:
     """Read an architecture JSON (open_clip model config, optionally with "captioner_cfg")."""
+    from clips_tower.inputs import read_json_object
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"architecture JSON not found: {path}")
-    arch = json.loads(path.read_text())
+    arch = read_json_object(path, "architecture JSON")
     missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in arch]
     if missing:
         raise ValueError(f"{path}: not an open_clip model config (missing {', '.join(missing)})")

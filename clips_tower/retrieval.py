@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from clips_tower.images import load_rgb
+from clips_tower.inputs import debug_enabled
 
 EXAMPLE = ("example:\n  clips-llava clips eval --model runs/clips-tiny/export --data runs/world-tiny "
            "--out runs/clips-tiny/retrieval.json")
@@ -35,9 +36,18 @@ def load_karpathy(data: str | Path, images: str | Path | None = None) -> tuple[l
         path = path / "eval" / "retrieval" / "dataset.json"
     if not path.is_file():
         raise FileNotFoundError(f"retrieval JSON not found: {path}")
-    entries = json.loads(path.read_text()).get("images")
-    if not entries:
+    from clips_tower.inputs import read_json_object
+
+    entries = read_json_object(path, "retrieval JSON").get("images")
+    if not entries or not isinstance(entries, list):
         raise ValueError(f"{path}: no \"images\" list (expected Karpathy format)")
+    for i, e in enumerate(entries):
+        ok = (isinstance(e, dict) and isinstance(e.get("filename"), str) and isinstance(e.get("filepath", ""), str)
+              and isinstance(e.get("sentences", []), list)
+              and all(isinstance(t, dict) and isinstance(t.get("raw"), str) for t in e.get("sentences", [])))
+        if not ok:
+            raise ValueError(f"{path}: images[{i}] is not a Karpathy entry (filename, filepath: strings; "
+                             f"sentences: a list of {{\"raw\": caption}})")
     if any(e.get("split") == "test" for e in entries):
         entries = [e for e in entries if e.get("split") == "test"]
     rel = [Path(e.get("filepath", "")) / e["filename"] for e in entries]
@@ -75,13 +85,22 @@ def recall_at_k(sim: torch.Tensor, owner: list[int], ks=KS) -> dict[str, float]:
     return out
 
 
+def _image(path: Path):
+    """A retrieval image, or ValueError naming it (a benchmark image is never silently dropped)."""
+    try:
+        return load_rgb(path)
+    except Exception as e:  # any decoder error, incl. PIL's DecompressionBombError and a missing file
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"cannot read retrieval image {path}: {why}") from None
+
+
 @torch.no_grad()
 def evaluate_retrieval(model, preprocess, tokenizer, paths: list[Path], captions: list[str], owner: list[int],
                        batch_size: int = 64, device: str = "cpu") -> dict[str, float]:
     """Encode with the open_clip API (`encode_image` / `encode_text`) and score R@1/5/10 both ways."""
     img, txt = [], []
     for i in range(0, len(paths), batch_size):
-        x = torch.stack([preprocess(load_rgb(p)) for p in paths[i : i + batch_size]]).to(device)
+        x = torch.stack([preprocess(_image(p)) for p in paths[i : i + batch_size]]).to(device)
         img.append(F.normalize(model.encode_image(x).float(), dim=-1))
     for i in range(0, len(captions), batch_size):
         txt.append(F.normalize(model.encode_text(tokenizer(captions[i : i + batch_size]).to(device)).float(), dim=-1))
@@ -99,20 +118,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write the metrics JSON here")
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args(argv)
+    prog = "clips-llava clips eval"
     try:
         paths, captions, owner = load_karpathy(args.data, args.images)
+        if args.out and Path(args.out).is_dir():
+            raise ValueError(f"--out {args.out}: is a directory; give the metrics JSON file to write")
     except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"clips eval: {e}", file=sys.stderr)
+        if debug_enabled():
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     from clips_tower.export import load_open_clip
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         model, preprocess, tokenizer = load_open_clip(args.model, device=device)
-    except FileNotFoundError as e:
-        print(f"clips eval: {e}", file=sys.stderr)
+        metrics = evaluate_retrieval(model, preprocess, tokenizer, paths, captions, owner, args.batch_size, device)
+    except (FileNotFoundError, ValueError) as e:
+        if debug_enabled():
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    metrics = evaluate_retrieval(model, preprocess, tokenizer, paths, captions, owner, args.batch_size, device)
     metrics = {"model": str(args.model), "data": str(args.data), **metrics}
     print(" ".join(f"{k}={v:.1f}" for k, v in metrics.items() if "R@" in k))
     if args.out:

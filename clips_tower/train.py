@@ -30,6 +30,7 @@ from clips_tower.checkpoint import latest_checkpoint, load_checkpoint, save_chec
 from clips_tower.config import ClipsRunConfig, load_run_config
 from clips_tower.data import ShardStream, check_caption_fields, list_shards
 from clips_tower.export import export_open_clip, image_transform
+from clips_tower.inputs import debug_enabled
 from clips_tower.losses import ClipsLoss
 from clips_tower.model import CLIPSModel, load_arch
 from clips_tower.tokenizer import TokenizerUnavailableError, build_tokenizer
@@ -100,7 +101,10 @@ def _rng_state() -> dict:
 
 def train(cfg: ClipsRunConfig, data: str, out: Path, rank: int, world: int, device: torch.device,
           resume: bool = False, stop_at: int | None = None) -> int:
-    arch = load_arch(cfg.model)
+    try:
+        arch = load_arch(cfg.model)
+    except ValueError as e:  # a malformed architecture JSON (the message names it)
+        raise InputError(str(e)) from None
     tok = build_tokenizer(arch["text_cfg"])
     try:
         shards = list_shards(data)
@@ -231,16 +235,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in {"optim.steps": args.steps, "optim.batch_size": args.batch_size,
                                    "run.seed": args.seed}.items() if v is not None}
+    prog = "clips-llava clips train"
     try:
         cfg = load_run_config(args.config, overrides)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"clips train: {e}", file=sys.stderr)
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise InputError(f"--out {args.out}: is a file, not a directory")
+    except (FileNotFoundError, ValueError, InputError) as e:
+        if debug_enabled():
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     rank, world, device = init_distributed()
     try:
         return train(cfg, args.data, Path(args.out), rank, world, device, resume=args.resume, stop_at=args.stop_at)
     except (InputError, FileNotFoundError, TokenizerUnavailableError) as e:
-        print(f"clips train: {e}", file=sys.stderr)
+        if debug_enabled():
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     finally:
         if world > 1 and dist.is_initialized():

@@ -71,10 +71,18 @@ def _split(s: str | None) -> list[str] | None:
 
 
 def _check_model(model: str, local: bool) -> None:
+    """A local --model must be a complete stock Llava dir (checked here: lmms-eval's own failure is a
+    traceback in its log); a hub id is left to lmms-eval."""
+    from clips_tower.inputs import InputError, check_model_dir
+
     path = Path(model)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UsageError(f"--model {model}: no config.json (not an HF model directory)")
+        try:
+            check_model_dir(path, "llava", processor=True, tokenizer=True, what="Llava model")
+        except InputError as e:
+            raise UsageError(f"--model {e}") from None
     elif local or not _HUB_ID.match(model):
         raise UsageError(f"--model {model}: directory not found")
 
@@ -92,6 +100,8 @@ def cmd_run(args) -> int:
     lmms_model = args.lmms_model if args.lmms_model != "auto" else (
         "llava_hf" if args.batch_size == 1 else "clips_llava_hf")
     out = args.out.resolve()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out}: is a file, not a directory")
     include_path = None
     if suite.local:
         if args.world is None:
@@ -116,7 +126,7 @@ def cmd_run(args) -> int:
     try:
         results = runner.run_lmms_eval(cmd, tasks, out / "lmms-eval", out / "lmms_eval.log")
     except runner.EvalFailed as e:
-        print(f"clips-llava eval run: {e}", file=sys.stderr)
+        print(f"clips-llava eval run: error: {e}", file=sys.stderr)
         return 1
     record = {"model": model, "suite": suite.name, "tasks": tasks, "limit": args.limit,
               "lmms_model": lmms_model, "command": cmd.shell(), "results": str(results)}
@@ -162,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"run": cmd_run, "report": cmd_report, "prepare": cmd_prepare}[args.cmd](args)
     except (UsageError, ValueError) as e:
-        print(f"clips-llava eval {args.cmd}: {e}", file=sys.stderr)
-        return 2
+        from llava_train.errors import report
+
+        return report(f"clips-llava eval {args.cmd}", e)
 
 
 if __name__ == "__main__":

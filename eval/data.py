@@ -21,6 +21,8 @@ from typing import Callable
 
 import yaml
 
+from clips_tower.images import open_image
+
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 
 
@@ -82,6 +84,11 @@ def _read_rows(split_dir: Path, spec: LocalTask) -> tuple[list[dict], int]:
             row = spec.convert(raw)
             image = (split_dir / raw["image"]).read_bytes()
         except (KeyError, TypeError, ValueError, OSError):
+            skipped += 1
+            continue
+        try:
+            open_image(image)  # an undecodable image is a skipped row here, not a crash inside lmms-eval
+        except Exception:  # any decoder error, incl. PIL's DecompressionBombError
             skipped += 1
             continue
         row["image"] = {"bytes": image, "path": Path(raw["image"]).name}

@@ -94,7 +94,16 @@ class Run:
         path = self.samples_dir / f"{self.prefix}_samples_{task}.jsonl"
         if not path.is_file():
             return None
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: malformed JSON on line {n}: {e.msg}") from None
+        if not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"{path}: every line must be a JSON object (an lmms-eval sample log)")
+        return rows
 
     def score(self, task: str, metric: str) -> float | None:
         for key, value in self.results.get(task, {}).items():
@@ -120,7 +129,11 @@ def load_run(name: str, path: Path) -> Run:
     if not found:
         raise FileNotFoundError(f"run {name!r}: no lmms-eval *_results.json under {path}")
     results_path = found[-1]
-    data = json.loads(results_path.read_text())
+    from clips_tower.inputs import read_json_object
+
+    data = read_json_object(results_path, "lmms-eval results JSON")
+    if not isinstance(data.get("results", {}), dict):
+        raise ValueError(f"{results_path}: \"results\" is not an object (not an lmms-eval results JSON)")
     return Run(name, data.get("results", {}), results_path.parent, results_path.name[: -len("_results.json")])
 
 

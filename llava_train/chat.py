@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Heavy imports only now, so --help and usage errors stay fast.
     from llava_train.chat_session import ChatInputError, ChatSession, load_image, load_llava
+    from llava_train.errors import report
 
     if not args.verbose:
         _quiet_libraries()
@@ -167,13 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             image = load_image(args.image)
         except ChatInputError as e:
             if prompt is not None:
-                return _error(str(e))
+                return report("clips-llava chat", e)
             image_error = str(e)
     quant = "4bit" if args.load_4bit else "8bit" if args.load_8bit else None
     try:
         model, processor = load_llava(args.model, base=args.base, quant=quant, device=args.device)
     except ChatInputError as e:
-        return _error(str(e))
+        return report("clips-llava chat", e)
     if args.seed is not None:
         from transformers import set_seed
 

@@ -16,6 +16,7 @@ the model was trained; the image is attached to the first user turn, as LLaVA-1.
 """
 from __future__ import annotations
 
+import errno
 import json
 import re
 import threading
@@ -23,7 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+from safetensors import SafetensorError
 from transformers import (
     AutoProcessor,
     BitsAndBytesConfig,
@@ -35,6 +37,8 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from clips_tower.images import load_rgb
+from clips_tower.inputs import PROCESSOR_FILES as IMAGE_PROCESSOR_FILES
+from clips_tower.inputs import TOKENIZER_FILES, InputError, check_weights
 
 # Full module prefixes of `LlavaForConditionalGeneration` that stay in full precision: the tower,
 # the projector (both small and accuracy-sensitive) and the output head (bitsandbytes' default).
@@ -79,9 +83,12 @@ def _read_config(path: Path) -> dict:
     if not cfg_file.is_file():
         raise ChatInputError(f"{path} is not a model directory (no config.json or adapter_config.json)")
     try:
-        return json.loads(cfg_file.read_text())
+        config = json.loads(cfg_file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ChatInputError(f"cannot read {cfg_file}: {e}") from None
+    if not isinstance(config, dict):
+        raise ChatInputError(f"cannot read {cfg_file}: expected a JSON object, found {type(config).__name__}")
+    return config
 
 
 def check_llava_dir(path: str | Path) -> Path:
@@ -90,7 +97,17 @@ def check_llava_dir(path: str | Path) -> Path:
     model_type = _read_config(path).get("model_type")
     if model_type != "llava":
         raise ChatInputError(f"{path} is not a Llava model directory (config.json model_type={model_type!r}, expected 'llava')")
+    try:  # truncated or corrupt weight files: named here, before transformers' nameless SafetensorError
+        check_weights(path, "Llava model")
+    except InputError as e:
+        raise _cannot_load("a Llava model", path, e) from None
     return path
+
+
+def _cannot_load(what: str, path: Path, e: Exception) -> ChatInputError:
+    text = str(e)
+    return ChatInputError(f"cannot load {what}: {text}" if text.startswith(str(path))
+                          else f"cannot load {what} from {path}: {text}")
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -143,6 +160,17 @@ def load_llava(model_dir: str | Path, base: str | Path | None = None, quant: str
         weights_dir = check_llava_dir(model_dir)
     # An adapter dir saved by our trainer carries the processor; otherwise it is the base's.
     proc_dir = model_dir if any((model_dir / f).is_file() for f in PROCESSOR_FILES) else weights_dir
+    if not any((proc_dir / f).is_file() for f in IMAGE_PROCESSOR_FILES):
+        raise ChatInputError(f"cannot load a Llava model: {proc_dir} has no image processor "
+                             f"({' or '.join(IMAGE_PROCESSOR_FILES)})")
+    if not any((proc_dir / f).is_file() for f in TOKENIZER_FILES):
+        raise ChatInputError(f"cannot load a Llava model: {proc_dir} has no tokenizer files "
+                             f"({', '.join(TOKENIZER_FILES[:3])}, ...)")
+    if weights_dir != model_dir:
+        try:
+            check_weights(model_dir, "LoRA adapter")
+        except InputError as e:
+            raise _cannot_load("the LoRA adapter", model_dir, e) from None
 
     dtype = _dtype_for(device, quant)
     try:
@@ -157,7 +185,7 @@ def load_llava(model_dir: str | Path, base: str | Path | None = None, quant: str
             model = PeftModel.from_pretrained(model, model_dir)
             if quant is None:  # fold LoRA into the weights: plain Llava speed at inference
                 model = model.merge_and_unload()
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         first = first.split(". ")[0]  # HF's hub hints ("If you were trying to load...") do not apply
         raise ChatInputError(f"cannot load a Llava model from {model_dir}: {first}") from None
@@ -171,10 +199,22 @@ def load_image(path: str | Path) -> Image.Image:
     """Open an image as RGB, or raise ChatInputError with a one-line reason."""
     path = Path(path).expanduser()
     if not path.is_file():
+        if path.is_dir():
+            raise ChatInputError(f"cannot read image {path}: it is a directory, not an image file")
+        if path.is_symlink():
+            try:
+                path.resolve(strict=True)
+            except RuntimeError:  # Python < 3.13 reports a symlink loop as RuntimeError
+                raise ChatInputError(f"cannot read image {path}: symlink loop") from None
+            except OSError as e:
+                why = "symlink loop" if e.errno == errno.ELOOP else "broken symlink"
+                raise ChatInputError(f"cannot read image {path}: {why}") from None
         raise ChatInputError(f"image not found: {path}")
     try:
         return load_rgb(path)  # full, strict decode: truncated files fail here
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except Image.DecompressionBombError as e:
+        raise ChatInputError(f"cannot read image {path}: too large to decode safely ({str(e).split(', could')[0]})") from None
+    except Exception as e:  # any decoder error (PIL raises OSError, ValueError, SyntaxError, ...): unusable image
         raise ChatInputError(f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 

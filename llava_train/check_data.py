@@ -142,12 +142,13 @@ def write_clean(index, keep_positions: set[int], out: Path) -> int:
 
 def check(argv: list[str]) -> int:
     own, rest = _own_args(argv)
-    from llava_train.train import parse_args
+    from llava_train.train import check_inputs, parse_args
 
     for flag, value in (("--deepspeed", ""), ("--use_cpu", "true"), ("--report_to", "none")):
         if flag not in rest:
             rest += [flag, value]  # a data pass: one process, no DeepSpeed
     margs, dargs, targs = parse_args(rest)
+    check_inputs(margs, dargs, targs)
     from llava_train.run import build_dataset, load_processor, prepare_init
     from llava_train.skips import SkipCounter
 
@@ -202,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return check(argv)
     except (DataFileError, TooManyBadSamples, OSError, ValueError) as e:
-        print(f"clips-llava llava check-data: error: {e}", file=sys.stderr)
-        return 2
+        from llava_train.errors import report
+
+        return report("clips-llava llava check-data", e)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ single-rank environment). For several processes use `scripts/*.sh` (deepspeed / 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -42,8 +41,12 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog="example:\n  " + EXAMPLES["train"], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     _sub(sub, "train", "train one stage: --config FILE [--field value ...] (see llava_train/train.py)")
-    _sub(sub, "check-data", "the full data pass of `train` without training: bad samples by reason, lengths, "
-                            "learned spans (--workers N --show N --report FILE --write_clean FILE)")
+    c = _sub(sub, "check-data", "the full data pass of `train` without training: bad samples by reason, lengths, "
+                                "learned spans; takes `train`'s --config FILE and --field value arguments, plus:")
+    c.add_argument("--workers", type=int, help="processes that build and decode the samples (default min(4, cores))")
+    c.add_argument("--show", type=int, help="print N rendered samples with the learned tokens marked")
+    c.add_argument("--report", help="write the counts as JSON here")
+    c.add_argument("--write_clean", help="write the input without its bad records here (JSON list, same order)")
     m = _sub(sub, "merge-lora", "merge a LoRA adapter into its base; writes a stock HF Llava dir")
     m.add_argument("--adapter", required=True, help="LoRA run output dir (adapter_config.json)")
     m.add_argument("--base", help="base Llava dir (default: the adapter's base_model_name_or_path)")
@@ -66,8 +69,25 @@ def merge_lora(adapter: str | Path, out: str | Path, base: str | Path | None = N
 
     from llava_train.model import save_llava
 
-    adapter = Path(adapter)
-    base = base or json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    from clips_tower.inputs import check_model_dir, check_weights, read_json_object
+
+    adapter, out = Path(adapter), Path(out)
+    if not adapter.is_dir():
+        raise ValueError(f"--adapter {adapter}: directory not found" if not adapter.exists()
+                         else f"--adapter {adapter}: not a directory")
+    if not (adapter / "adapter_config.json").is_file():
+        raise ValueError(f"--adapter {adapter}: not a LoRA adapter directory (no adapter_config.json)")
+    adapter_cfg = read_json_object(adapter / "adapter_config.json", "adapter_config.json")
+    check_weights(adapter, "LoRA adapter")
+    if base is None:
+        base = adapter_cfg.get("base_model_name_or_path")
+        if not isinstance(base, str) or not base:
+            raise ValueError(f"{adapter / 'adapter_config.json'}: no base_model_name_or_path; pass --base DIR")
+    if Path(base).exists() or str(base).startswith((".", "/", "~")):
+        own_processor = (adapter / "processor_config.json").is_file()
+        check_model_dir(base, "llava", processor=not own_processor, tokenizer=not own_processor, what="base Llava")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a directory")
     model = LlavaForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
     model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     processor = AutoProcessor.from_pretrained(adapter if (adapter / "processor_config.json").is_file() else base)
@@ -95,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.action == "import" and not str(args.out).endswith(".safetensors"):
                 raise ValueError("import writes a .safetensors file (--out ...safetensors)")
             print(f"wrote {write_projector(read_projector(args.src), args.out)}")
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"clips-llava llava: error: {e}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as e:
+        from llava_train.errors import report
+
+        return report(f"clips-llava llava {args.cmd}", e)
     return 0
 
 

@@ -114,6 +114,8 @@ def iter_json_list(path: str | Path, raw: bool = False):
                 except json.JSONDecodeError as e:
                     if eof:
                         raise DataFileError(f"{path}: malformed JSON at {where()}: {e.msg}") from None
+                except RecursionError:
+                    raise DataFileError(f"{path}: the record at {where()} is nested too deeply to parse") from None
                 refill()
             text, pos, first = (buf[pos:end] if raw else None), end, False
             yield (value, text) if raw else value

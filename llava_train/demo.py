@@ -163,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         preset = get_preset(args.preset)
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out}: is a file, not a directory")
     except ValueError as e:
-        print(f"clips-llava demo: {e}", file=sys.stderr)
+        print(f"clips-llava demo: error: {e}", file=sys.stderr)
         return 2
     out = args.out.resolve()
     t0 = time.perf_counter()

@@ -29,8 +29,11 @@ LLAVA15_KEYS = {
 
 
 def _from_safetensors(files: list[Path]) -> dict[str, torch.Tensor]:
+    from clips_tower.inputs import check_safetensors
+
     state = {}
     for f in files:
+        check_safetensors(f)  # truncated / corrupt: one line naming the file
         with safe_open(str(f), framework="pt") as fh:
             for k in fh.keys():
                 i = k.find(PREFIX)
@@ -40,7 +43,15 @@ def _from_safetensors(files: list[Path]) -> dict[str, torch.Tensor]:
 
 
 def _from_llava_bin(path: Path) -> dict[str, torch.Tensor]:
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    if not path.is_file():
+        raise ValueError(f"{path}: projector file not found" if not path.exists() else f"{path}: not a file")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a pickle, a pickle with code in it (weights_only refuses)
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
+        raise ValueError(f"{path}: not a readable torch weights file ({why})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: not an mlp2x_gelu mm_projector.bin (holds a {type(raw).__name__}, not a state dict)")
     back = {v: k for k, v in LLAVA15_KEYS.items()}
     # LLaVA saves with or without the "model." prefix depending on version; accept both.
     state = {back.get(k, back.get("model." + k)): v for k, v in raw.items()}

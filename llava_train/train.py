@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 log = logging.getLogger("llava_train.train")
@@ -80,11 +80,20 @@ class LlavaTrainingArguments(TrainingArguments):
     label_logits_only: bool = field(default=True, metadata={"help": "LM head + loss only at labelled positions"})
 
 
+def read_yaml_config(path: str) -> dict:
+    """The run config's mapping; ValueError naming the file when it is missing or not a YAML mapping."""
+    from clips_tower.inputs import read_yaml_mapping
+
+    cfg = read_yaml_mapping(path, "a mapping of field: value")
+    bad = [k for k in cfg if not isinstance(k, str)]
+    if bad:
+        raise ValueError(f"{path}: field names must be strings, got {bad[0]!r}")
+    return cfg
+
+
 def yaml_to_argv(path: str) -> list[str]:
     """A flat YAML mapping as `--key value` arguments (lists expand, bools as true/false)."""
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: expected a mapping of field: value")
+    cfg = read_yaml_config(path)
     argv = []
     for k, v in cfg.items():
         if v is None:
@@ -96,12 +105,93 @@ def yaml_to_argv(path: str) -> list[str]:
     return argv
 
 
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose usage errors are a ValueError (one line) instead of its whole usage + exit."""
+
+    config: str | None = None
+    cli_flags: frozenset[str] = frozenset()
+
+    def error(self, message):
+        m = re.match(r"argument (--[\w-]+)", message)
+        flag = m.group(1).replace("-", "_").lstrip("_") if m else None
+        if self.config and flag and flag not in self.cli_flags:
+            raise ValueError(f"{self.config}: {message}")
+        raise ValueError(message)
+
+
+def _config_path(argv: list[str]) -> str | None:
+    if "--config" not in argv:
+        return None
+    if argv.count("--config") > 1:
+        raise ValueError("--config given more than once")
+    i = argv.index("--config")
+    if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+        raise ValueError("--config needs a YAML file")
+    return argv[i + 1]
+
+
 def parse_args(argv: list[str]):
-    if "--config" in argv:
+    config = _config_path(argv)
+    parser = _Parser((ModelArguments, DataArguments, LlavaTrainingArguments))
+    parser.cli_flags = frozenset(a.split("=")[0].lstrip("-").replace("-", "_") for a in argv if a.startswith("--"))
+    if config is not None:
         i = argv.index("--config")
-        argv = yaml_to_argv(argv[i + 1]) + argv[:i] + argv[i + 2:]  # CLI after YAML: CLI wins
-    parser = HfArgumentParser((ModelArguments, DataArguments, LlavaTrainingArguments))
-    return parser.parse_args_into_dataclasses(args=argv)
+        argv = yaml_to_argv(config) + argv[:i] + argv[i + 2:]  # CLI after YAML: CLI wins
+        parser.config = config
+    *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if rest:
+        names = [a.split("=")[0].lstrip("-") for a in rest if a.startswith("-")] or rest
+        from_cli = [n for n in names if n.replace("-", "_") in parser.cli_flags]
+        where = "on the command line" if from_cli or not config else f"in {config}"
+        raise ValueError(f"unknown field(s) {', '.join(names)} {where}; see `clips-llava llava train --help`")
+    return tuple(parsed)
+
+
+def _check_path(value: str | None, flag: str, kind: str) -> Path | None:
+    """A local path argument that must exist: `kind` "file", "dir" or "any"."""
+    if not value:
+        return None
+    p = Path(value)
+    if not p.exists():
+        raise ValueError(f"{flag} {value}: not found")
+    if kind == "dir" and not p.is_dir() or kind == "file" and not p.is_file():
+        raise ValueError(f"{flag} {value}: not a {'directory' if kind == 'dir' else 'file'}")
+    return p
+
+
+def check_inputs(margs, dargs, targs) -> None:
+    """Every path and name a run reads, checked before anything is assembled or loaded, so a bad one is
+    one line naming it (used by `llava train` and `llava check-data`). Hub ids are left to the hub."""
+    from clips_tower.inputs import check_model_dir, check_safetensors
+    from llava_train.model import IMAGE_ASPECT_RATIOS
+    from llava_train.stages import get_stage
+    from llava_train.templates import get_template
+
+    get_stage(margs.stage, margs.train_tower)
+    get_template(dargs.template)
+    if dargs.image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
+        raise ValueError(f"unknown image_aspect_ratio {dargs.image_aspect_ratio!r}; known: {', '.join(IMAGE_ASPECT_RATIOS)}")
+    if not margs.model_name_or_path:
+        raise ValueError("--model_name_or_path is required (a causal LM or a Llava directory)")
+    model = Path(margs.model_name_or_path)
+    if model.exists() or margs.model_name_or_path.startswith((".", "/", "~")):
+        cfg = check_model_dir(model, what="model_name_or_path")
+        check_model_dir(model, weights=False, tokenizer=True, what="model_name_or_path")
+        if cfg.get("model_type") == "llava":
+            check_model_dir(model, weights=False, processor=True, what="model_name_or_path")
+    if margs.vision_tower and (Path(margs.vision_tower).exists() or margs.vision_tower.startswith((".", "/", "~"))):
+        check_model_dir(margs.vision_tower, processor=True, what="vision_tower")
+    adapter = _check_path(margs.pretrain_mm_mlp_adapter, "--pretrain_mm_mlp_adapter", "any")
+    if adapter is not None and adapter.suffix == ".safetensors":
+        check_safetensors(adapter)
+    if not dargs.data_path:
+        raise ValueError("--data_path is required (a LLaVA-1.5 conversation JSON)")
+    _check_path(dargs.data_path, "--data_path", "file")
+    _check_path(dargs.image_folder, "--image_folder", "dir")
+    for flag in ("output_dir", "data_index_dir", "feature_cache_dir"):
+        value = getattr(targs, flag, None) if flag != "data_index_dir" else dargs.data_index_dir
+        if value and Path(value).exists() and not Path(value).is_dir():
+            raise ValueError(f"--{flag} {value}: is a file, not a directory")
 
 
 def _setup_distributed(argv: list[str]) -> None:
@@ -124,7 +214,11 @@ def _setup_distributed(argv: list[str]) -> None:
 
 
 def argv_yaml(argv: list[str]) -> str:
-    return Path(argv[argv.index("--config") + 1]).read_text() if "--config" in argv else ""
+    config = _config_path(argv)
+    if not config:
+        return ""
+    read_yaml_config(config)  # a missing or malformed config is one line naming it
+    return Path(config).read_text(encoding="utf-8-sig")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available() and "--use_cpu" not in argv:
         argv += ["--use_cpu", "true"]
     margs, dargs, targs = parse_args(argv)
+    check_inputs(margs, dargs, targs)
     from llava_train.data_index import DataFileError
     from llava_train.run import run
     from llava_train.skips import TooManyBadSamples
@@ -141,9 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(margs, dargs, targs)
     except (DataFileError, TooManyBadSamples) as e:  # bad data: one clear line, no traceback
-        print(f"clips-llava llava train: error: {e}", file=sys.stderr)
-        return 2
+        from llava_train.errors import report
+
+        return report("clips-llava llava train", e)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the stage scripts' entry point: bad input is one line here too
+    from llava_train.errors import run_guarded
+
+    sys.exit(run_guarded("clips-llava llava train", main))

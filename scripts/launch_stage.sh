@@ -31,7 +31,7 @@ fi
 if [ "$NNODES" -eq 1 ] && [ -z "$HOSTFILE" ]; then  # one node: a free port unless MASTER_PORT is given
   PORT=${MASTER_PORT:-$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")}
   if [ "$LAUNCHER" = torchrun ]; then
-    exec $PY -m torch.distributed.run --nproc_per_node "$NPROC" --master_port "$PORT" -m llava_train.train "$@"
+    exec $PY -m llava_train.torchrun --nproc_per_node "$NPROC" --master_port "$PORT" -m llava_train.train "$@"
   fi
   exec $PY -m deepspeed.launcher.runner --num_gpus "$NPROC" --master_port "$PORT" --module llava_train.train "$@"
 fi
@@ -46,7 +46,7 @@ fi
 if [ "$LAUNCHER" = torchrun ]; then
   [ -z "$HOSTFILE" ] || die "HOSTFILE is for LAUNCHER=deepspeed; with torchrun run this script on every node with NODE_RANK"
   [ -n "${NODE_RANK:-}" ] || die "LAUNCHER=torchrun with NNODES=$NNODES needs NODE_RANK (0..$((NNODES - 1))) on each node"
-  exec $PY -m torch.distributed.run --nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" \
+  exec $PY -m llava_train.torchrun --nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" \
     --master_port "$MASTER_PORT" --nproc_per_node "$NPROC" -m llava_train.train "$@"
 fi
 # deepspeed's multi-node launch reads the node list from a hostfile, also in its --no_ssh mode.

@@ -130,7 +130,7 @@ def test_input_errors_are_one_line_before_training(tiny_world, tmp_path, capsys)
     empty.mkdir()
     assert train.main(["--config", CFG, "--data", str(empty), "--out", str(tmp_path / "o1")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("clips train: no webdataset shards") and "\n" not in err
+    assert err.startswith("clips-llava clips train: error: no webdataset shards") and "\n" not in err
     nocap = tmp_path / "nocap"
     nocap.mkdir()
     _bad_shard(tiny_world, nocap / "x-000000.tar", drop_web_everywhere=True)

@@ -132,10 +132,11 @@ def test_local_suite_needs_a_world(tiny_llava_dir, tmp_path, capsys):
     assert "--world" in capsys.readouterr().err
 
 
-def test_lmms_eval_failure_is_reported(tiny_world, tmp_path, capsys):
+def test_lmms_eval_failure_is_reported(tiny_world, tmp_path, capsys, monkeypatch):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}")  # loads as no known model type: lmms-eval fails, exits 0
+    monkeypatch.setattr("eval.cli._check_model", lambda *a: None)  # past the up-front model-dir check
     rc = main(["run", "--model", str(broken), "--suite", "local", "--world", str(tiny_world),
                "--out", str(tmp_path / "o"), "--tasks", "synth_gqa", "--limit", "1"])
     assert rc == 1

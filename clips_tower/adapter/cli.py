@@ -71,21 +71,27 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers.utils import logging as hf_logging
 
-    from clips_tower.adapter.export import export_source, read_tower_info
+    from clips_tower.adapter.export import TOWER_INFO, export_source
     from clips_tower.adapter.parity import check_parity
     from clips_tower.adapter.sources import load_source
 
     hf_logging.disable_progress_bar()
     try:
         if args.cmd == "check":
-            info = read_tower_info(args.exported)
+            from clips_tower.inputs import check_model_dir, read_json_object
+
             if not (Path(args.exported) / "config.json").is_file():
                 raise ValueError(f"{args.exported}: not an exported tower (no config.json)")
+            check_model_dir(args.exported, processor=True, what="exported tower")  # damaged weights: named
+            info_file = Path(args.exported) / TOWER_INFO
+            info = read_json_object(info_file, TOWER_INFO) if info_file.is_file() else None
             if info and (info.get("random_init"), info.get("seed")) != (args.random_init, args.seed if args.random_init else None):
                 raise ValueError(f"{args.exported} was exported with random_init={info.get('random_init')} "
                                  f"seed={info.get('seed')}; pass the same --random-init/--seed")
         src = load_source(args.source, random_init=args.random_init, seed=args.seed, preprocess=args.preprocess)
         if args.cmd == "export":
+            if Path(args.out).exists() and not Path(args.out).is_dir():
+                raise ValueError(f"--out {args.out}: is a file, not a directory")
             out, _ = export_source(src, args.out, overwrite=args.overwrite)
             print(f"exported {args.source} -> {out}")
             if not args.check:
@@ -95,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             exported, dtype, device, n, as_json = args.exported, args.dtype, args.device, args.token_images, args.json
         report = check_parity(src, exported, dtype=dtype, device=device, token_images=n)
     except (ValueError, FileExistsError) as e:  # SourceError / UnsupportedTower are ValueErrors
+        from clips_tower.inputs import debug_enabled
+
+        if debug_enabled():
+            raise
         print(f"clips-llava tower {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"ok": report.ok, "rows": report.rows}) if as_json else report.format())

@@ -146,7 +146,7 @@ def _load_open_clip_dir(path: Path, name: str, random_init: bool, seed: int, rec
     try:
         full = json.loads(cfg_path.read_text())
         model_cfg = full["model_cfg"]
-    except (OSError, json.JSONDecodeError, KeyError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise SourceError(f"{cfg_path}: not a valid open_clip config with 'model_cfg' ({e})") from e
     visual = build_visual(model_cfg, seed=seed if random_init else None)
     if not random_init:
@@ -169,10 +169,20 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if st.is_file():
         from safetensors.torch import load_file
 
+        from clips_tower.inputs import InputError, check_safetensors
+
+        try:
+            check_safetensors(st)  # truncated / corrupt: one line naming the file
+        except InputError as e:
+            raise SourceError(str(e)) from None
         return load_file(str(st))
     pt = path / "open_clip_pytorch_model.bin"
     if pt.is_file():
-        return torch.load(pt, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(pt, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated zip, not a checkpoint, or a pickle weights_only refuses
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
+            raise SourceError(f"{pt}: not a readable torch checkpoint ({why})") from None
     raise SourceError(f"{path}: no open_clip_model.safetensors or open_clip_pytorch_model.bin")
 
 

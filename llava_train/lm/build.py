@@ -46,6 +46,12 @@ def corpus_file(corpus: str | Path) -> Path:
     path = path / "corpus.txt" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"no corpus at {path} (expected a world dir with corpus.txt, or a text file)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            while f.read(1 << 20):  # the tokenizer trainer would fail on non-UTF-8 without naming the file
+                pass
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: the corpus is not UTF-8 text ({e.reason} at byte {e.start})") from None
     return path
 
 
@@ -119,6 +125,10 @@ def pretrain_lm(model_dir: str | Path, corpus: str | Path, out: str | Path, step
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
+    from clips_tower.inputs import check_model_dir
+
+    check_model_dir(model_dir, tokenizer=True, what="language model")  # damaged files: one line naming them
+    corpus_file(corpus)  # and the corpus, before anything is loaded
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     data = _BlockDataset(_blocks(corpus, tokenizer, block_size))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from llava_train.lm.presets import LM_PRESETS
 
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from llava_train.lm.build import init_lm, pretrain_lm
 
     try:
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise ValueError(f"--out {args.out}: is a file, not a directory")
         if args.cmd == "init":
             init_lm(args.corpus, args.out, preset=args.preset, seed=args.seed)
         else:
@@ -55,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
                             batch_size=args.batch_size, block_size=args.block_size, seed=args.seed)
             print(f"lm pretrain: loss {r['first_loss']:.3f} -> {r['last_loss']:.3f} in {r['steps']} steps")
     except (FileNotFoundError, ValueError) as e:
-        print(f"clips-llava lm: error: {e}", file=sys.stderr)
-        return 2
+        from llava_train.errors import report
+
+        return report(f"clips-llava lm {args.cmd}", e)
     return 0
 
 
