@@ -15,7 +15,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from tests.llava_helpers import REPO, make_lm, make_tower, offline_env, torchrun
+from tests.llava_helpers import make_lm, make_tower, offline_env, torchrun
 
 pytestmark = pytest.mark.slow
 
