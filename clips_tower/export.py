@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from clips_tower.model import open_clip_cfg
 
-# CLIPS preprocessing (DESIGN.md section 3): ImageNet statistics, bilinear, squash resize.
+# CLIPS preprocessing (the CLIPS open_clip configs): ImageNet statistics, bilinear, squash resize.
 CLIPS_PREPROCESS = {
     "mean": [0.485, 0.456, 0.406],
     "std": [0.229, 0.224, 0.225],

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-# The CLIPS text format (DESIGN.md section 3): bos, eos, pad and the class token in the last slot.
+# The CLIPS text format (open_clip `tokenizer_mode='clips'`, the CLIPS configs): bos, eos, pad and the class token in the last slot.
 CLIPS_SPECIALS = {"bos": 1, "eos": 2, "pad": 0, "cls": 101}
 
 

@@ -10,7 +10,8 @@
 Loads any stock HF `LlavaForConditionalGeneration` directory (or hub id such as
 `llava-hf/llava-1.5-7b-hf`, for users online), or a peft LoRA adapter directory on top of one
 (`base=`). 4/8-bit loading goes through bitsandbytes with the vision tower and the
-projector kept unquantized (`llm_int8_skip_modules` needs their *full* prefixes, DESIGN §7).
+projector kept unquantized (`llm_int8_skip_modules` needs their *full* prefixes: a bare `vision_tower` is
+ignored by bitsandbytes and the tower gets quantized).
 Prompts are rendered with the processor's own chat template, so the history is formatted the way
 the model was trained; the image is attached to the first user turn, as LLaVA-1.5 does.
 """

@@ -146,7 +146,7 @@ def load_model(init: Path, margs, targs, spec):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
-            # full prefixes: a bare "vision_tower" is ignored and the tower gets quantized (DESIGN §7)
+            # full prefixes: a bare "vision_tower" is ignored and the tower gets quantized (measured, bitsandbytes 0.50)
             llm_int8_skip_modules=["model.vision_tower", "model.multi_modal_projector", "lm_head"])
     model = LlavaForConditionalGeneration.from_pretrained(init, **kwargs)
     model.config.use_cache = False

@@ -195,7 +195,7 @@ def check_inputs(margs, dargs, targs) -> None:
 
 
 def _setup_distributed(argv: list[str]) -> None:
-    """CPU + DeepSpeed needs gloo set up before TrainingArguments (DESIGN §7); single process
+    """CPU + DeepSpeed needs gloo set up before TrainingArguments (else accelerate sees one process); single process
     without a launcher gets the launcher's env so DeepSpeed does not try MPI. A launcher's env
     (torchrun / deepspeed on any node) is never touched, and a world of several processes that
     gives no RANK (mpirun / srun straight into python) is left to DeepSpeed's MPI discovery."""

@@ -26,7 +26,14 @@ def test_every_artefact_exists(demo_run):
     for name in ("clip-web", "clips"):
         assert (out / "towers" / name / "export" / "open_clip_config.json").is_file()
         metrics = json.loads((out / "towers" / name / "retrieval.json").read_text())
-        assert 0.0 <= metrics["i2t_R@1"] <= 100.0
+        split = json.loads((out / "world" / "eval" / "retrieval" / "dataset.json").read_text())["images"]
+        test = [e for e in split if e.get("split") == "test"] if any(e.get("split") == "test" for e in split) else split
+        assert metrics["n_images"] == len(test) and metrics["n_texts"] == sum(len(e["sentences"]) for e in test)
+        for way in ("i2t", "t2i"):  # recall is monotone in k and a multiple of one query's share
+            r1, r5, r10 = (metrics[f"{way}_R@{k}"] for k in (1, 5, 10))
+            assert 0.0 <= r1 <= r5 <= r10 <= 100.0, metrics
+            queries = metrics["n_images"] if way == "i2t" else metrics["n_texts"]
+            assert abs(r1 * queries / 100 - round(r1 * queries / 100)) < 1e-6, metrics
         assert (out / "hf-towers" / name / "config.json").is_file()
         for stage in ("stage1", "stage2"):
             assert (out / "llava" / name / stage).is_dir()

@@ -110,7 +110,12 @@ def test_stage2_zero3_one_process(setup, stage1):
     out = setup["tmp"] / "stage2_1p"
     torchrun(1, _args(setup, "stage2_tiny.yaml", out, "stage2.json", "--pretrain_mm_mlp_adapter",
                       str(stage1 / "mm_projector.safetensors"), "--max_steps", "2"))
-    assert _report(out)["global_step"] == 2
+    rep = _report(out)
+    assert rep["global_step"] == 2 and [s for s, _ in rep["losses"]] == [1, 2]
+    assert all(0 < loss < 20 for _, loss in rep["losses"]), rep["losses"]
+    init, final = _state(out / "init"), _state(out)
+    changed = {_part(k) for k in init if not (init[k] == final[k]).all()}
+    assert {"language_model", "multi_modal_projector"} <= changed and "vision_tower" not in changed
 
 
 @pytest.fixture(scope="module")

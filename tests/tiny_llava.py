@@ -8,11 +8,11 @@
     python -m tests.tiny_llava /tmp/tiny-llava           # write one by hand
 
 Shapes: a CLIPS-style `ViTModel` tower (32 px images, patch 8 => 16 patches + CLS, hidden 32,
-2 layers), a squash `CLIPImageProcessor` with ImageNet mean/std (DESIGN §7), a 2-layer
+2 layers), a squash `CLIPImageProcessor` with ImageNet mean/std (CLIPS preprocessing), a 2-layer
 `LlamaConfig` text model (hidden 32), an `mlp2x_gelu` projector, `vision_feature_layer=-2`, and
 a byte-level BPE tokenizer trained here on a built-in text, with `<image>`, a pad token and a
 LLaVA-1.5 (vicuna_v1) chat template. Nothing here imports this project: the directory is plain
-transformers, which is the point (DESIGN §2.2).
+transformers, which is the point (the project is HF-native: stock Llava, no custom model code).
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def build_processor(tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:
-    # CLIPS squash recipe (DESIGN §7): resize straight to the square, no crop, ImageNet stats.
+    # CLIPS squash recipe: resize straight to the square, no crop, ImageNet stats.
     image_processor = CLIPImageProcessor(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         do_center_crop=False,

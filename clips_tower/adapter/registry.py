@@ -23,7 +23,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 PREPROCESS = {
-    # CLIPS: squash straight to the square size, bilinear, ImageNet statistics (DESIGN §3).
+    # CLIPS: squash straight to the square size, bilinear, ImageNet statistics (the CLIPS open_clip configs).
     "clips": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bilinear", "resize_mode": "squash"},
     # OpenAI CLIP: shortest side to size, bicubic, center crop, CLIP statistics.
     "openai": {"mean": OPENAI_MEAN, "std": OPENAI_STD, "interpolation": "bicubic", "resize_mode": "shortest"},
@@ -62,7 +62,7 @@ TOWERS: dict[str, TowerSpec] = {
     "openai-clip-l14-336": TowerSpec(
         "openai-clip-l14-336", "openai/clip-vit-large-patch14-336", "ViT-L-14-336-quickgelu",
         336, 14, "CLIPVisionModel", "openai"),
-    # Embedded-world presets (section 6 of DESIGN): weights come from `clips-llava clips train`.
+    # Embedded-world presets (the synthetic world's towers): weights come from `clips-llava clips train`.
     "tiny": TowerSpec("tiny", None, "tiny", 32, 8, "ViTModel", "clips"),
     "demo": TowerSpec("demo", None, "demo", 64, 8, "ViTModel", "clips"),
 }
