@@ -29,7 +29,6 @@ from pathlib import Path
 from llava_train.samples import IGNORE_INDEX, SKIP_REASONS, BadSample
 
 log = logging.getLogger(__name__)
-OWN_FLAGS = ("--workers", "--show", "--report", "--write_clean")
 _DATASET = None  # the dataset, inherited by forked workers
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llava_train.samples import SKIP_REASONS, BadSample, check_record, record_id
+from llava_train.samples import SKIP_REASONS, BadSample, check_record, record_id, word_count
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -46,9 +46,9 @@ class DataFileError(ValueError):
     """The data file cannot be read as a JSON list of records (one line, names the file)."""
 
 
-def iter_json_list(path: str | Path, raw: bool = False):
-    """Yield the elements of a top-level JSON list, streaming (memory bounded by the largest element);
-    with `raw`, (element, its JSON text) pairs.
+def iter_json_list(path: str | Path):
+    """Yield (element, its own JSON text) for each element of a top-level JSON list, streaming (memory
+    bounded by the largest element).
 
     Accepts a UTF-8 BOM (as `utf-8-sig` does). Raises DataFileError for anything else than a list."""
     path = Path(path)
@@ -117,8 +117,8 @@ def iter_json_list(path: str | Path, raw: bool = False):
                 except RecursionError:
                     raise DataFileError(f"{path}: the record at {where()} is nested too deeply to parse") from None
                 refill()
-            text, pos, first = (buf[pos:end] if raw else None), end, False
-            yield (value, text) if raw else value
+            text, pos, first = buf[pos:end], end, False
+            yield value, text
 
 
 def fingerprint(data_path: str | Path) -> str:
@@ -129,8 +129,6 @@ def fingerprint(data_path: str | Path) -> str:
 
 class DataIndex:
     """Memory-mapped records + per-record arrays; see the module docstring."""
-
-    FILES = ("records.bin", "offsets.npy", "words.npy", "has_image.npy", "status.npy", "meta.json")
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -185,11 +183,11 @@ def build(data_path: Path, root: Path, keep_ids: int = 5) -> Path:
         offsets, words, has_image, status = [0], [], [], []
         bad, first_ids = Counter(), {}
         with open(tmp / "records.bin", "wb") as out:
-            for rec, text in iter_json_list(data_path, raw=True):
+            for rec, text in iter_json_list(data_path):
                 code, n_words = 0, 0
                 try:
                     check_record(rec)
-                    n_words = sum(len(t["value"].split()) for t in rec["conversations"])
+                    n_words = word_count(rec)
                 except BadSample as e:
                     code = STATUS.index(e.reason)
                     bad[e.reason] += 1

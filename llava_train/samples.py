@@ -89,10 +89,10 @@ def check_record(rec) -> list[tuple[str, str]]:
             for role, value in turns]
 
 
-def estimate_length(rec, num_image_tokens: int) -> int:
-    """LLaVA-1.5's `modality_lengths`: word count (+ image tokens) with an image, minus it text-only."""
-    words = sum(len(t["value"].split()) for t in rec["conversations"])
-    return words + num_image_tokens if "image" in rec else -max(words, 1)
+def word_count(rec) -> int:
+    """LLaVA-1.5's length estimate of a checked record: whitespace words over all turns (the data index
+    stores it; `LlavaDataset.modality_lengths` adds the image tokens and the text-only sign)."""
+    return sum(len(t["value"].split()) for t in rec["conversations"])
 
 
 class SampleBuilder:

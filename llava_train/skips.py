@@ -1,7 +1,7 @@
 """Bad samples found while training: counted by reason, summed over ranks, saved with checkpoints, capped.
 
     from llava_train.skips import SkipCounter, BadSampleTracker, TooManyBadSamples
-    tracker = BadSampleTracker(max_fraction=0.01, min_seen=200, initial=dataset.startup_skips)
+    tracker = BadSampleTracker(max_fraction=0.01, min_seen=200, startup=dataset.startup_skips)
     trainer = LlavaTrainer(..., callbacks=[tracker])   # the trainer feeds it each batch's `bad_samples`
 
 `LlavaDataset.__getitem__` replaces a sample that turns out bad (missing or undecodable image,
@@ -42,21 +42,27 @@ class SkipCounter:
         self.ids: dict[str, list] = {}
         self.keep_ids = keep_ids
 
-    def add(self, reason: str, sample_id, n: int = 1) -> None:
+    def add(self, reason: str, sample_id) -> None:
+        self.counts[reason] += 1
+        self.note_id(reason, sample_id)
+
+    def note_id(self, reason: str, sample_id) -> None:
+        """Keep `sample_id` (if any) among the first ids of `reason`; the count is not touched."""
         assert reason in SKIP_REASONS, reason
-        self.counts[reason] += n
+        if sample_id is not None:
+            self._keep(reason, sample_id)
+
+    def _keep(self, reason: str, sample_id) -> None:
         ids = self.ids.setdefault(reason, [])
-        if sample_id is not None and len(ids) < self.keep_ids and sample_id not in ids:
+        if len(ids) < self.keep_ids and sample_id not in ids:
             ids.append(sample_id)
 
     def merge(self, counts: dict, ids: dict) -> None:
         for reason, n in counts.items():
             self.counts[reason] += n
         for reason, first in ids.items():
-            for sid in first:
-                mine = self.ids.setdefault(reason, [])
-                if len(mine) < self.keep_ids and sid not in mine:
-                    mine.append(sid)
+            for sid in first:  # as recorded elsewhere, a missing id (None) included
+                self._keep(reason, sid)
 
     @property
     def total(self) -> int:
@@ -88,7 +94,7 @@ class BadSampleTracker(TrainerCallback, ExportableState):
         local[-1] = int(info["n"]) + len(info["bad"])
         for reason, sid in info["bad"]:
             local[REASONS.index(reason)] += 1
-            self.training.add(reason, sid, n=0)  # ids are rank-local; the counts come from the sum below
+            self.training.note_id(reason, sid)  # ids are rank-local; the counts come from the sum below
         total = torch.tensor(local, dtype=torch.long)
         if accelerator is not None and accelerator.num_processes > 1:
             total = accelerator.reduce(total.to(accelerator.device), reduction="sum").cpu()

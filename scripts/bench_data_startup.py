@@ -186,11 +186,10 @@ def _measure(kind: str, data: Path, processor_dir: Path, index_dir: Path) -> dic
             f"from scripts.bench_data_startup import _child;"
             f"from pathlib import Path; print('RESULT', json.dumps(_child({kind!r}, Path({str(data)!r}), "
             f"Path({str(processor_dir)!r}), Path({str(index_dir)!r}))))")
-    kind_name = kind if kind != "ours" else "ours"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
     line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
-        raise SystemExit(f"{kind_name} failed:\n{r.stderr[-3000:]}")
+        raise SystemExit(f"{kind} failed:\n{r.stderr[-3000:]}")
     return json.loads(line[7:])
 
 
