@@ -146,8 +146,9 @@ class ClipsRunConfig:
             raise ValueError(f"method.views {m.views!r}: use a non-empty subset of {list(VIEWS)} (or the captioner)")
         if m.strategy not in STRATEGIES:
             raise ValueError(f"unknown method.strategy {m.strategy!r}; known: {', '.join(STRATEGIES)}")
-        if m.k < 1 or m.caption_positions < 0 or self.optim.batch_size < 1 or self.optim.steps < 1:
-            raise ValueError("method.k, optim.batch_size and optim.steps must be positive")
+        if m.k < 1 or m.caption_positions < 0 or self.optim.batch_size < 1 or self.optim.steps < 0:
+            raise ValueError("method.k and optim.batch_size must be positive, optim.steps >= 0 "
+                             "(0: export the initialised, untrained tower)")
         if self.run.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"run.precision {self.run.precision!r}; known: auto, fp32, bf16")
         parse_caption_sources(self.data.web_caption_key, "data.web_caption_key")  # ValueError when malformed

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import yaml
 from torch.nn.parallel import DistributedDataParallel
 
 from clips_tower.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -48,9 +49,13 @@ def build_parser(prog: str = "clips-llava clips train") -> argparse.ArgumentPars
     p.add_argument("--config", required=True, help="run YAML (configs/clips/*.yaml)")
     p.add_argument("--data", required=True, help="world dir, shard dir, one .tar or a brace pattern")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, export)")
-    p.add_argument("--steps", type=int, help="total optimizer steps (overrides optim.steps)")
+    p.add_argument("--steps", type=int, help="total optimizer steps (overrides optim.steps); 0 exports the "
+                   "initialised tower untrained (the random-tower control)")
     p.add_argument("--batch-size", type=int, help="per-process batch size (overrides optim.batch_size)")
     p.add_argument("--seed", type=int, help="overrides run.seed")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any run-config field, value parsed as YAML (e.g. --set method.strategy=block "
+                        "--set method.k=64); repeatable")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT")
     p.add_argument("--stop-at", type=int, help="stop after this step (checkpointed), as if interrupted")
     return p
@@ -237,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
                                    "run.seed": args.seed}.items() if v is not None}
     prog = "clips-llava clips train"
     try:
+        for spec in args.set:
+            key, sep, value = spec.partition("=")
+            if not sep or "." not in key:
+                raise ValueError(f"--set {spec!r}: expected SECTION.KEY=VALUE (e.g. method.k=64)")
+            overrides[key.strip()] = yaml.safe_load(value)
         cfg = load_run_config(args.config, overrides)
         if Path(args.out).exists() and not Path(args.out).is_dir():
             raise InputError(f"--out {args.out}: is a file, not a directory")

@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--lmms-model", choices=["auto", *runner.LMMS_MODELS], default="auto",
                    help="lmms-eval model class; auto: stock llava_hf at batch size 1, else clips_llava_hf")
     r.add_argument("--device", help="cpu or cuda (default: cuda when available; always cuda for hub suites)")
+    r.add_argument("--blind", action="store_true",
+                   help="blind control (local suite): every image replaced by one fixed image per task")
     r.add_argument("--dry-run", action="store_true", help="print the lmms-eval command and exit")
 
     rep = sub.add_parser("report", help="gains report across runs", epilog=EXAMPLES["report"], formatter_class=fmt)
@@ -107,6 +109,8 @@ def cmd_run(args) -> int:
         if args.world is None:
             raise UsageError(f"suite {suite.name!r} reads a synthetic world: pass --world DIR")
         include_path = out / "tasks"
+    elif args.blind:
+        raise UsageError("--blind needs a local suite (it rewrites the local tasks' images)")
     model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
     cmd = runner.build_command(model, tasks, out / "lmms-eval", lmms_model=lmms_model, device=device,
                                batch_size=args.batch_size, limit=args.limit, include_path=include_path,
@@ -118,10 +122,10 @@ def cmd_run(args) -> int:
         from eval.data import prepare
 
         try:
-            counts = prepare(args.world, include_path, tasks)
+            counts = prepare(args.world, include_path, tasks, blind=args.blind)
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(str(e)) from e
-        print("local data: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+        print(("blind control, " if args.blind else "") + "local data: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
     print(f"$ {cmd.shell()}", flush=True)
     try:
         results = runner.run_lmms_eval(cmd, tasks, out / "lmms-eval", out / "lmms_eval.log")
@@ -129,7 +133,7 @@ def cmd_run(args) -> int:
         print(f"clips-llava eval run: error: {e}", file=sys.stderr)
         return 1
     record = {"model": model, "suite": suite.name, "tasks": tasks, "limit": args.limit,
-              "lmms_model": lmms_model, "command": cmd.shell(), "results": str(results)}
+              "blind": args.blind, "lmms_model": lmms_model, "command": cmd.shell(), "results": str(results)}
     (out / "run.json").write_text(json.dumps(record, indent=2))
     print(f"results: {results}")
     return 0

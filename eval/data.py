@@ -11,6 +11,10 @@ it. `OUT` is then a self-contained lmms-eval include dir:
 
 (`eval/tasks/*.yaml` default to `runs/eval-data/<task>.parquet` relative to the working dir.)
 Rows with a missing image or field are skipped and counted, never fatal.
+
+`prepare(..., blind=True)` writes the blind control: the same rows, question ids and answers, but
+every row's image replaced by one fixed image (the task's first usable image), so a model's score
+there is what it gets from the text and its priors alone; the gap to the real score is what vision buys.
 """
 from __future__ import annotations
 
@@ -113,8 +117,16 @@ def write_parquet(rows: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
-def prepare(world: str | Path, out: str | Path, tasks: list[str] | None = None) -> dict[str, int]:
+def blind_rows(rows: list[dict]) -> list[dict]:
+    """The blind control of `rows`: every image replaced by the first row's image (bytes and name)."""
+    fixed = rows[0]["image"]
+    return [{**row, "image": dict(fixed)} for row in rows]
+
+
+def prepare(world: str | Path, out: str | Path, tasks: list[str] | None = None,
+            blind: bool = False) -> dict[str, int]:
     """Write parquet + include YAML for each requested local task; return {task: number of rows}.
+    `blind`: every image replaced by one fixed image per task (the blind control).
 
     Raises FileNotFoundError when the world has no eval split for a requested task, and
     ValueError when a split has no usable row.
@@ -132,7 +144,7 @@ def prepare(world: str | Path, out: str | Path, tasks: list[str] | None = None) 
             print(f"{name}: skipped {skipped} unusable row(s) of {spec.jsonl}")
         if not rows:
             raise ValueError(f"{split_dir / spec.jsonl} has no usable row")
-        write_parquet(rows, out / f"{name}.parquet")
+        write_parquet(blind_rows(rows) if blind else rows, out / f"{name}.parquet")
         override = {"include": str(TASKS_DIR / f"{name}.yaml"),
                     "dataset_kwargs": {"data_files": {"test": f"{name}.parquet"}}}
         (out / f"{name}.yaml").write_text(yaml.safe_dump(override, sort_keys=False))

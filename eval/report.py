@@ -11,6 +11,11 @@ resampled units are scored for both, and the 2.5/97.5 percentiles of (run - base
 The unit is the document, or the image for MME (whose score is defined on each image's question
 pair). Every resample re-applies the benchmark's own aggregation (lmms-eval's, e.g. POPE F1);
 CIDEr is bootstrapped over per-image CIDEr with the document frequencies of the full set.
+
+Blind controls: a run named `<name>-blind` (`clips-llava eval run --blind`: the same questions, every
+image replaced by one fixed image) is paired with the run `<name>`; the report then has a vision-gap
+table, `<name>` − `<name>-blind` with its paired interval, i.e. what the model gets from the image.
+Blind runs stay out of the gains table.
 """
 from __future__ import annotations
 
@@ -33,11 +38,25 @@ class Headline:
     aggregate: Callable[[list], float] | None = None  # None: mean of numeric per-sample values
     cluster: Callable[[dict], str] | None = None  # per-sample value -> unit id (None: the doc)
     per_sample: Callable[[list[dict]], list[float]] | None = None  # recompute values from samples
+    from_samples: bool = False  # the score is aggregate(per-sample values), not lmms-eval's number
 
 
 def _pope_f1(values: list) -> float:
     from lmms_eval.tasks.pope.utils import pope_aggregate_f1_score
     return float(pope_aggregate_f1_score(values))
+
+
+def _pope(name: str) -> Callable[[list], float]:
+    def aggregate(values: list) -> float:
+        from lmms_eval.tasks.pope import utils
+        return float(getattr(utils, f"pope_aggregate_{name}")(values))
+    return aggregate
+
+
+def _answered_yes(values: list) -> float:
+    """POPE's yes-ratio as the POPE paper defines it: the share of questions the model answers "yes".
+    (lmms-eval 0.7.3's `pope_yes_ratio` is the share of "yes" ground truths, a property of the data.)"""
+    return float(np.mean([str(v["prediction"]).lower().startswith("yes") for v in values])) if values else 0.0
 
 
 def _mme(values: list) -> float:
@@ -64,7 +83,10 @@ def _by_question(v: dict) -> str:
 
 # Exact task names -> the rows they contribute. Tasks not listed get one row per numeric metric.
 HEADLINES: dict[str, list[Headline]] = {
-    "synth_pope": [Headline("POPE-style F1", "pope_f1_score", aggregate=_pope_f1)],
+    "synth_pope": [Headline("POPE-style F1", "pope_f1_score", aggregate=_pope_f1),
+                   Headline("POPE-style accuracy", "pope_accuracy", aggregate=_pope("accuracy")),
+                   Headline("POPE-style yes-ratio (answers)", "pope_yes_ratio", aggregate=_answered_yes,
+                            from_samples=True)],
     "synth_gqa": [Headline("GQA-style", "exact_match")],
     "synth_mme": [Headline("MME-style perception", "mme_perception_score", aggregate=_mme, cluster=_by_question)],
     "synth_caption": [Headline("Caption CIDEr", "caption_CIDEr",
@@ -182,16 +204,20 @@ def compare(runs: dict[str, Run], baseline: str, n_boot: int = 2000, seed: int =
     rows = []
     for task in sorted(base.results):
         for h in _headlines(task, base):
-            scores = {name: run.score(task, h.metric) for name, run in runs.items()}
+            values = {name: _values(h, run.samples(task)) for name, run in runs.items()}
+            if h.from_samples:
+                scores = {name: h.aggregate(list(v.values())) if v else None for name, v in values.items()}
+            else:
+                scores = {name: run.score(task, h.metric) for name, run in runs.items()}
             if scores[baseline] is None:
                 continue
-            base_vals = _values(h, base.samples(task))
+            base_vals = values[baseline]
             deltas = {}
             for name, run in runs.items():
                 if name == baseline or scores[name] is None:
                     continue
                 d = {"delta": scores[name] - scores[baseline], "ci_low": None, "ci_high": None, "n": 0}
-                vals = _values(h, run.samples(task))
+                vals = values[name]
                 if base_vals is not None and vals is not None:
                     ids = sorted(set(base_vals) & set(vals))
                     if ids:
@@ -202,6 +228,38 @@ def compare(runs: dict[str, Run], baseline: str, n_boot: int = 2000, seed: int =
                 deltas[name] = d
             rows.append({"task": task, "benchmark": h.label, "metric": h.metric, "scores": scores, "deltas": deltas})
     return rows
+
+
+BLIND_SUFFIX = "-blind"
+
+
+def blind_pairs(names: list[str]) -> dict[str, str]:
+    """{run: its blind control} for every `<run>-blind` whose `<run>` is also present."""
+    return {n[: -len(BLIND_SUFFIX)]: n for n in names
+            if n.endswith(BLIND_SUFFIX) and n[: -len(BLIND_SUFFIX)] in names}
+
+
+def vision_gaps(runs: dict[str, Run], n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """One row per (run with a blind control, task, headline): real, blind, gap = real − blind, CI."""
+    rows = []
+    for real, blind in blind_pairs(list(runs)).items():
+        for r in compare({blind: runs[blind], real: runs[real]}, blind, n_boot, seed):
+            d = r["deltas"].get(real)
+            if d is None:
+                continue
+            rows.append({"run": real, "task": r["task"], "benchmark": r["benchmark"], "metric": r["metric"],
+                         "real": r["scores"][real], "blind": r["scores"][blind], "gap": d["delta"],
+                         "ci_low": d["ci_low"], "ci_high": d["ci_high"], "n": d["n"]})
+    return rows
+
+
+def vision_gap_table(rows: list[dict]) -> str:
+    lines = ["| run | benchmark | metric | real | blind | vision gap | 95% CI | n |", "|" + "---|" * 8]
+    for r in rows:
+        ci = f"[{_fmt(r['ci_low'], True)}, {_fmt(r['ci_high'], True)}]" if r["ci_low"] is not None else "n/a"
+        lines.append(f"| {r['run']} | {r['benchmark']} | {r['metric']} | {_fmt(r['real'])} | {_fmt(r['blind'])} "
+                     f"| {_fmt(r['gap'], True)} | {ci} | {r['n']} |")
+    return "\n".join(lines)
 
 
 def _fmt(x: float | None, signed: bool = False) -> str:
@@ -270,14 +328,23 @@ def build_report(runs: dict[str, Run], baseline: str, out: Path, n_boot: int = 2
     logger.disable("lmms_eval")  # its aggregations log per call, i.e. per bootstrap resample
     logger.disable("eval")
     out.mkdir(parents=True, exist_ok=True)
-    names = list(runs)
-    rows = compare(runs, baseline, n_boot, seed)
+    if baseline.endswith(BLIND_SUFFIX):
+        raise ValueError(f"--baseline {baseline!r} is a blind control; pick a real run")
+    blinds = set(blind_pairs(list(runs)).values())
+    seen = {n: r for n, r in runs.items() if n not in blinds}
+    names = list(seen)
+    rows = compare(seen, baseline, n_boot, seed)
+    gaps = vision_gaps(runs, n_boot, seed)
     table = markdown_table(rows, names, baseline)
+    if gaps:
+        table += ("\n\n## Vision gap (run − run-blind: the same questions, every image replaced by one fixed "
+                  "image)\n\n" + vision_gap_table(gaps))
     intro = (f"# Gains over `{baseline}`\n\nScores as lmms-eval reports them; Δ = run − {baseline}; "
              f"95% CI from a paired bootstrap ({n_boot} resamples) of the per-sample logs; n = paired samples.\n\n")
     _write_atomic(out / "report.md", intro + table + "\n\n![gains](gains.png)\n")
     report = {"baseline": baseline, "runs": {n: str(r.samples_dir) for n, r in runs.items()},
-              "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95}, "rows": rows}
+              "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95}, "rows": rows,
+              "vision_gaps": gaps}
     _write_atomic(out / "report.json", json.dumps(report, indent=2))
     plot_gains(rows, [n for n in names if n != baseline], baseline, out / "gains.png")
     return table

@@ -142,3 +142,22 @@ def test_input_errors_are_one_line_before_training(tiny_world, tmp_path, capsys)
     bad_cfg.write_text("model: configs/clips/models/tiny.json\nmethod: {strategy: blocks}\n")
     assert train.main(["--config", str(bad_cfg), "--data", str(tiny_world), "--out", str(tmp_path / "o3")]) == 2
     assert "known: full, truncation" in capsys.readouterr().err
+
+
+def test_zero_steps_exports_the_untrained_tower_and_set_overrides_any_field(straight_run, tiny_world, tmp_path, capsys):
+    import open_clip
+
+    out = tmp_path / "random"
+    assert train.main(["--config", CFG, "--data", str(tiny_world), "--out", str(out), "--steps", "0",
+                       "--set", "method.strategy=block", "--set", "method.k=8"]) == 0
+    assert _metrics(out) == []  # nothing trained
+    method = json.loads((out / "run_config.json").read_text())["method"]
+    assert (method["strategy"], method["k"]) == ("block", 8)
+    untrained, _, _ = open_clip.create_model_and_transforms(f"local-dir:{out / 'export'}")
+    trained, _, _ = open_clip.create_model_and_transforms(f"local-dir:{straight_run / 'export'}")
+    a, b = untrained.state_dict(), trained.state_dict()
+    assert a.keys() == b.keys() and any(not a[k].equal(b[k]) for k in a)  # same architecture, other weights
+    capsys.readouterr()
+    assert train.main(["--config", CFG, "--data", str(tiny_world), "--out", str(tmp_path / "x"),
+                       "--set", "method.k"]) == 2
+    assert "expected SECTION.KEY=VALUE" in capsys.readouterr().err

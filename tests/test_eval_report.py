@@ -29,10 +29,13 @@ def gqa(scores: list[float]):
 
 
 def pope(preds: list[str], gts: list[str]):
-    rows = [{"doc_id": i, "pope_f1_score": {"question_id": str(i), "score": float(p == g), "prediction": p, "ground_truth": g}}
-            for i, (p, g) in enumerate(zip(preds, gts))]
-    from lmms_eval.tasks.pope.utils import pope_aggregate_f1_score
-    return {"pope_f1_score,none": pope_aggregate_f1_score([r["pope_f1_score"] for r in rows])}, rows
+    """As lmms-eval's POPE logs it: one per-sample dict under every metric key."""
+    from lmms_eval.tasks.pope import utils
+    metrics = ("f1_score", "accuracy", "yes_ratio")
+    values = [{"question_id": str(i), "score": float(p == g), "prediction": p, "ground_truth": g}
+              for i, (p, g) in enumerate(zip(preds, gts))]
+    rows = [{"doc_id": i, **{f"pope_{m}": v for m in metrics}} for i, v in enumerate(values)]
+    return {f"pope_{m},none": getattr(utils, f"pope_aggregate_{m}")(values) for m in metrics}, rows
 
 
 def mme(correct: list[tuple[float, float]]):
@@ -76,14 +79,15 @@ def test_report_numbers_files_and_cli(tmp_path, capsys):
     rc = main(["report", "--run", f"openai-clip={base}", "--run", f"clips={new}", "--baseline", "openai-clip",
                "--out", str(out), "--bootstrap", "300"])
     assert rc == 0
-    rows = {r["task"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
-    g = rows["synth_gqa"]["deltas"]["clips"]
+    rows = {r["metric"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    g = rows["exact_match"]["deltas"]["clips"]
     assert (g["delta"], g["ci_low"], g["ci_high"], g["n"]) == (1.0, 1.0, 1.0, 30)
-    p = rows["synth_pope"]
+    assert rows["pope_yes_ratio"]["scores"] == {"openai-clip": 1.0, "clips": 0.5}
+    p = rows["pope_f1_score"]
     assert p["scores"]["openai-clip"] == pytest.approx(2 / 3) and p["scores"]["clips"] == 1.0  # F1
     assert p["deltas"]["clips"]["delta"] == pytest.approx(1 / 3)
     assert p["deltas"]["clips"]["ci_low"] <= 1 / 3 <= p["deltas"]["clips"]["ci_high"]
-    m = rows["synth_mme"]["deltas"]["clips"]  # 50 -> 200 on every image
+    m = rows["mme_perception_score"]["deltas"]["clips"]  # 50 -> 200 on every image
     assert (m["delta"], m["ci_low"], m["ci_high"], m["n"]) == (150.0, 150.0, 150.0, 20)
     md = (out / "report.md").read_text()
     assert "| GQA-style | exact_match | 0 | 1 | +1 | [+1, +1] | 30 |" in md
@@ -98,3 +102,34 @@ def test_report_usage_errors(tmp_path, capsys):
     assert main(["report", "--run", f"a={tmp_path / 'nothing'}", "--baseline", "a", "--out", str(tmp_path / "o")]) == 2
     assert "no lmms-eval" in capsys.readouterr().err
     assert main(["report", "--run", "justaname", "--baseline", "a", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_vision_gap_rows_pair_each_run_with_its_blind_control(tmp_path):
+    gts = ["yes", "no"] * 20
+    runs = {
+        "clip-web": write_run(tmp_path / "cw", {"synth_gqa": gqa([0.0, 1.0] * 15)}),
+        "clips": write_run(tmp_path / "c", {"synth_gqa": gqa([1.0] * 30), "synth_pope": pope(list(gts), gts)}),
+        # blind: the same questions answered from priors only ("yes" to every POPE question)
+        "clips-blind": write_run(tmp_path / "cb", {"synth_gqa": gqa([1.0] * 10 + [0.0] * 20),
+                                                   "synth_pope": pope(["yes"] * 40, gts)}),
+    }
+    out = tmp_path / "report"
+    argv = ["report", "--baseline", "clip-web", "--out", str(out), "--bootstrap", "300"]
+    for name, d in runs.items():
+        argv += ["--run", f"{name}={d}"]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    gaps = {(r["run"], r["metric"]): r for r in report["vision_gaps"]}
+    assert {run for run, _ in gaps} == {"clips"}  # clip-web has no blind control
+    g = gaps[("clips", "exact_match")]
+    assert (g["real"], g["gap"], g["n"]) == (1.0, pytest.approx(2 / 3), 30)
+    assert g["ci_low"] <= 2 / 3 <= g["ci_high"] and g["ci_low"] > 0.4
+    acc = gaps[("clips", "pope_accuracy")]
+    assert (acc["real"], acc["blind"], acc["gap"]) == (1.0, 0.5, 0.5)
+    assert gaps[("clips", "pope_yes_ratio")]["blind"] == 1.0
+    # the blind run is a control, not a tower: it has no column in the gains table
+    assert all("clips-blind" not in r["scores"] for r in report["rows"])
+    md = (out / "report.md").read_text()
+    assert "## Vision gap" in md and "| clips | GQA-style | exact_match | 1 | 0.3333 | +0.6667 |" in md
+    assert main(["report", "--baseline", "clips-blind", "--out", str(out), "--run", f"clips={runs['clips']}",
+                 "--run", f"clips-blind={runs['clips-blind']}"]) == 2

@@ -157,3 +157,28 @@ def test_prepare_counts_skipped_rows_and_writes_an_include_dir(tmp_path, capsys)
     override = (tmp_path / "data/synth_gqa.yaml").read_text()
     assert "eval/tasks/synth_gqa.yaml" in override and "test: synth_gqa.parquet" in override
     assert main(["prepare", "--world", str(tmp_path / "nothing"), "--out", str(tmp_path / "d2")]) == 2
+
+
+def test_blind_control_keeps_every_question_and_shows_one_image(tiny_world, tmp_path):
+    import datasets
+
+    from eval.data import prepare
+
+    real, blind = tmp_path / "real", tmp_path / "blind"
+    tasks = ["synth_pope", "synth_gqa", "synth_caption"]
+    assert prepare(tiny_world, real, tasks) == prepare(tiny_world, blind, tasks, blind=True)
+    for task in tasks:
+        r = datasets.load_dataset("parquet", data_files=str(real / f"{task}.parquet"), split="train")
+        b = datasets.load_dataset("parquet", data_files=str(blind / f"{task}.parquet"), split="train")
+        r_images = [x["bytes"] for x in r.cast_column("image", datasets.Image(decode=False))["image"]]
+        b_images = [x["bytes"] for x in b.cast_column("image", datasets.Image(decode=False))["image"]]
+        assert len(set(r_images)) > 1 and set(b_images) == {r_images[0]}  # one fixed image: the task's first
+        for col in r.column_names:
+            if col != "image":
+                assert r[col] == b[col], (task, col)  # same questions, ids and answers: paired by doc_id
+
+
+def test_blind_needs_a_local_suite(tmp_path, capsys):
+    assert main(["run", "--model", "llava-hf/llava-1.5-7b-hf", "--suite", "paper", "--out", str(tmp_path / "o"),
+                 "--blind", "--dry-run"]) == 2
+    assert "--blind needs a local suite" in capsys.readouterr().err

@@ -137,6 +137,17 @@ def test_retrieval_karpathy_json(tiny_world: Path):
     assert len(set(sentids)) == len(sentids)
 
 
+def test_retrieval_queries_are_coco_like_never_the_training_caption_style(tiny_world: Path):
+    data = json.loads((tiny_world / "eval" / "retrieval" / "dataset.json").read_text())
+    for img in data["images"]:
+        assert len(img["sentences"]) == 5  # COCO's five references per image
+        for s in img["sentences"]:
+            raw = s["raw"]
+            # one short sentence; the synthetic style is 40-100 words over several sentences
+            assert raw.count(". ") == 0 and raw.endswith(".") and len(raw.split()) <= 45, raw
+            assert "In total there" not in raw and "background has" not in raw, raw
+
+
 def test_eval_images_are_held_out_by_content_hash(tiny_world: Path):
     train = {pixel_hash(p) for p in (tiny_world / "llava" / "images").glob("*.png")}
     urls = sorted(glob.glob(str(tiny_world / "pretrain" / "shard-*.tar")))

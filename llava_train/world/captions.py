@@ -157,14 +157,20 @@ def short_caption(scene: Scene) -> str:
 
 
 def reference_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
-    """Five accurate references in different styles (COCO has five per image)."""
+    """Five accurate references in different short styles, as COCO has five per image.
+
+    All five are COCO-like (one sentence, objects named with colour and shape); none is in the
+    multi-sentence synthetic style the towers train on, so retrieval with them measures transfer to
+    human-style queries, not recall of the training caption style. `rng` picks the count wording.
+    """
     n = len(scene.objects)
     by_pos = join_and([f"{object_phrase(o, with_size=False)} {POSITION_PHRASES[o.position]}" for o in scene.objects])
     names = join_and([object_phrase(o, with_size=False) for o in scene.objects])
+    what = "one shape" if n == 1 else count_phrase(n)
     return [
         short_caption(scene).capitalize(),
         f"{count_phrase(n).capitalize()} on {on_background(scene)}: {names}.",
         f"A picture with {by_pos}.",
         f"{names.capitalize()} drawn on {on_background(scene)}.",
-        synthetic_caption(scene, rng),
+        pick(rng, (f"A simple drawing of {what}: {names}.", f"An image showing {names}.")),
     ]
