@@ -16,6 +16,7 @@ Steps (each a real subcommand, run as a subprocess with its own log under OUT/lo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -23,10 +24,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from llava_train.ablation import ABLATION_PRESETS
 from llava_train.demo_steps import Step, StepFailed, run_steps
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "clip-web"
+
+
+RANDOM_TOWER = "random-tower"
 
 
 @dataclass(frozen=True)
@@ -39,44 +44,69 @@ class DemoPreset:
     stage2: str
     clips_steps: int | None = None               # None: the run config's own budget
     stage_overrides: dict[str, list[str]] = field(default_factory=dict)
-    eval_limit: int | None = None
+    eval_limit: int | None = None                # None: every held-out item (the demo's setting)
+    random_tower: str | None = None              # a tower config trained 0 steps: the `random-tower` control
+    blind: tuple[str, ...] | None = None         # towers whose first-seed LLaVA is also evaluated blind (None: all)
 
 
 DEMO_PRESETS: dict[str, DemoPreset] = {
     "demo": DemoPreset(
         world="demo",
         towers={"clip-web": "configs/clips/clip-web.yaml", "clips": "configs/clips/clips.yaml"},
-        lm_preset="demo", lm_steps=150, clips_steps=150, eval_limit=60,
+        lm_preset="demo", lm_steps=150, clips_steps=150, random_tower="configs/clips/clips.yaml",
         stage1="configs/llava/stage1_demo.yaml", stage2="configs/llava/stage2_demo.yaml",
     ),
     "tiny": DemoPreset(
         world="tiny",
         towers={"clip-web": "configs/clips/tiny-clip-web.yaml", "clips": "configs/clips/tiny.yaml"},
-        lm_preset="tiny", lm_steps=4, clips_steps=4,
+        lm_preset="tiny", lm_steps=4, clips_steps=4, random_tower="configs/clips/tiny.yaml",
         stage1="configs/llava/stage1_tiny.yaml", stage2="configs/llava/stage2_tiny.yaml",
         stage_overrides={"stage1": ["--max_steps", "2"], "stage2": ["--max_steps", "2"]},
-        eval_limit=3,
+        eval_limit=3, blind=("clips",),  # test time: one blind control exercises the path
     ),
 }
 
 
 def get_preset(name: str) -> DemoPreset:
     if name not in DEMO_PRESETS:
-        raise ValueError(f"unknown demo preset {name!r}; known: {', '.join(DEMO_PRESETS)}")
+        raise ValueError(f"unknown demo preset {name!r}; known: {', '.join([*DEMO_PRESETS, *ABLATION_PRESETS])}")
     return DEMO_PRESETS[name]
 
 
-def build_steps(preset: DemoPreset, out: Path, seed: int) -> list[Step]:
-    """The demo as data: one `Step` per subcommand, paths under `out`."""
+def tower_names(preset: DemoPreset) -> list[str]:
+    return list(preset.towers) + ([RANDOM_TOWER] if preset.random_tower else [])
+
+
+def run_name(tower: str, seed_index: int) -> str:
+    """The LLaVA run of `tower` with the i-th LLaVA seed: `clips`, `clips-seed1`, ..."""
+    return tower if seed_index == 0 else f"{tower}-seed{seed_index}"
+
+
+def llava_runs(preset: DemoPreset, seeds: int) -> list[tuple[str, str, int]]:
+    """(run name, tower, seed index) of every LLaVA the demo trains."""
+    return [(run_name(t, k), t, k) for k in range(seeds) for t in tower_names(preset)]
+
+
+def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> list[Step]:
+    """The demo as data: one `Step` per subcommand, paths under `out`.
+
+    Towers are pretrained once (seed `seed`); the LLaVA stages repeat per tower for `seeds` seeds
+    (`seed`, `seed + 1`, ...). Every LLaVA is evaluated; the first seed's also blind (`<run>-blind`).
+    """
     cli = [sys.executable, "-m", "llava_train.cli"]
     world = out / "world"
     steps = [Step("world", cli + ["synth", "--out", str(world), "--preset", preset.world,
                                   "--seed", str(seed), "--overwrite"], ["world/MANIFEST.json"])]
-    for name, cfg in preset.towers.items():
+    tower_cfgs = dict(preset.towers)
+    if preset.random_tower:
+        tower_cfgs[RANDOM_TOWER] = preset.random_tower
+    for name, cfg in tower_cfgs.items():
         run = out / "towers" / name
         argv = cli + ["clips", "train", "--config", str(REPO / cfg), "--data", str(world),
                       "--out", str(run), "--seed", str(seed)]
-        if preset.clips_steps is not None:
+        if name == RANDOM_TOWER:
+            argv += ["--steps", "0"]  # same architecture, never trained
+        elif preset.clips_steps is not None:
             argv += ["--steps", str(preset.clips_steps)]
         steps.append(Step(f"tower-{name}", argv, [f"towers/{name}/export"]))
         steps.append(Step(f"retrieval-{name}", cli + [
@@ -91,10 +121,11 @@ def build_steps(preset: DemoPreset, out: Path, seed: int) -> list[Step]:
                                             str(world), "--out", str(out / "lm"), "--steps",
                                             str(preset.lm_steps), "--seed", str(seed)], ["lm"]))
     ds_env = {"NPROC": "1", "DS_ACCELERATOR": "cpu"}
-    for name in preset.towers:
+    runs = llava_runs(preset, seeds)
+    for name, tower, k in runs:
         s1, s2 = out / "llava" / name / "stage1", out / "llava" / name / "stage2"
-        common = ["--model_name_or_path", str(out / "lm"), "--vision_tower", str(out / "hf-towers" / name),
-                  "--image_folder", str(world / "llava" / "images"), "--seed", str(seed)]
+        common = ["--model_name_or_path", str(out / "lm"), "--vision_tower", str(out / "hf-towers" / tower),
+                  "--image_folder", str(world / "llava" / "images"), "--seed", str(seed + k)]
         steps.append(Step(f"stage1-{name}", ["bash", str(REPO / "scripts" / "pretrain_projector.sh"),
                                              "--config", str(REPO / preset.stage1), *common,
                                              "--data_path", str(world / "llava" / "stage1.json"),
@@ -107,62 +138,131 @@ def build_steps(preset: DemoPreset, out: Path, seed: int) -> list[Step]:
                                              "--output_dir", str(s2), *preset.stage_overrides.get("stage2", [])],
                           [f"llava/{name}/stage2/config.json", f"llava/{name}/stage2/model.safetensors"],
                           env=ds_env))
-    for name in preset.towers:
+    evals = [(name, name, False) for name, _, _ in runs] + [
+        (f"{name}-blind", name, True) for name, tower, k in runs
+        if k == 0 and (preset.blind is None or tower in preset.blind)]
+    for label, name, blind in evals:
         argv = cli + ["eval", "run", "--model", str(out / "llava" / name / "stage2"), "--suite", "local",
-                      "--world", str(world), "--out", str(out / "eval" / name), "--device", "cpu"]
+                      "--world", str(world), "--out", str(out / "eval" / label), "--device", "cpu",
+                      "--batch-size", "16"]
+        if blind:
+            argv.append("--blind")
         if preset.eval_limit is not None:
             argv += ["--limit", str(preset.eval_limit)]
-        steps.append(Step(f"eval-{name}", argv, [f"eval/{name}"]))
+        steps.append(Step(f"eval-{label}", argv, [f"eval/{label}"]))
     report_argv = cli + ["eval", "report", "--baseline", BASELINE, "--out", str(out / "report")]
-    for name in preset.towers:
-        report_argv += ["--run", f"{name}={out / 'eval' / name}"]
+    for label, _, _ in evals:
+        report_argv += ["--run", f"{label}={out / 'eval' / label}"]
     steps.append(Step("report", report_argv, ["report/report.md", "report/report.json", "report/gains.png"]))
+    curves_argv = [sys.executable, "-m", "llava_train.demo_curves", "--out", str(out / "report" / "curves.png")]
+    for name, _, _ in runs:
+        curves_argv += ["--run", f"{name}={out / 'llava' / name}"]
+    steps.append(Step("curves", curves_argv, ["report/curves.png"]))
     return steps
 
 
 def _retrieval_table(out: Path, towers: list[str]) -> str:
-    lines = ["| tower | I→T R@1 | T→I R@1 |", "|---|---|---|"]
+    lines = ["| tower | I→T R@1 | T→I R@1 | I→T R@5 |", "|---|---|---|---|"]
     for name in towers:
         path = out / "towers" / name / "retrieval.json"
         m = json.loads(path.read_text()) if path.exists() else {}
-        i2t, t2i = m.get("i2t_R@1", "?"), m.get("t2i_R@1", "?")  # keys written by `clips eval`
-        fmt = lambda v: f"{v:.1f}" if isinstance(v, (int, float)) else str(v)  # noqa: E731
-        lines.append(f"| {name} | {fmt(i2t)} | {fmt(t2i)} |")
+        fmt = lambda v: f"{v:.1f}" if isinstance(v, (int, float)) else "?"  # noqa: E731
+        lines.append(f"| {name} | {fmt(m.get('i2t_R@1'))} | {fmt(m.get('t2i_R@1'))} | {fmt(m.get('i2t_R@5'))} |")
+    return "\n".join(lines)
+
+
+def seeds_table(report: dict, preset: DemoPreset, seeds: int) -> str:
+    """Per benchmark and tower: mean and spread (min–max) of the score over the LLaVA seeds."""
+    towers = tower_names(preset)
+    lines = ["| benchmark | metric | " + " | ".join(f"{t} mean [min, max]" for t in towers) + " |",
+             "|---|---|" + "---|" * len(towers)]
+    for row in report.get("rows", []):
+        cells = []
+        for t in towers:
+            vals = [row["scores"].get(run_name(t, k)) for k in range(seeds)]
+            vals = [v for v in vals if isinstance(v, (int, float))]
+            cells.append(f"{sum(vals) / len(vals):.4g} [{min(vals):.4g}, {max(vals):.4g}]" if vals else "n/a")
+        lines.append(f"| {row['benchmark']} | {row['metric']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def write_summary(out: Path, preset_name: str, preset: DemoPreset, seed: int, times: dict[str, float],
-                  wall: float) -> str:
-    towers = list(preset.towers)
+                  wall: float, seeds: int = 1) -> str:
+    towers = tower_names(preset)
     report_md = (out / "report" / "report.md").read_text() if (out / "report" / "report.md").exists() else ""
+    report_md = report_md.replace("](gains.png)", "](report/gains.png)")
     step_rows = "\n".join(f"| {k} | {v:.1f} |" for k, v in times.items())
     chat_model = out / "llava" / "clips" / "stage2"
     image = next(iter(sorted((out / "world" / "eval" / "images").glob("*.png"))), None)
     chat = f"clips-llava chat --model {chat_model}" + (f" --image {image}" if image else "")
-    text = (f"# clips-llava demo summary\n\npreset `{preset_name}`, seed {seed}, {date.today().isoformat()}, "
-            f"total wall time {wall:.1f} s (this run; skipped steps show their recorded time)\n\n"
+    seeds_md = ""
+    if seeds > 1 and (out / "report" / "report.json").exists():
+        report = json.loads((out / "report" / "report.json").read_text())
+        seeds_md = (f"## Across {seeds} LLaVA seeds ({seed}..{seed + seeds - 1}; towers and LM fixed)\n\n"
+                    f"{seeds_table(report, preset, seeds)}\n\n")
+    text = (f"# clips-llava demo summary\n\npreset `{preset_name}`, seed {seed}, LLaVA seeds {seeds}, "
+            f"{date.today().isoformat()}, total wall time {wall:.1f} s (this run; skipped steps show their "
+            f"recorded time)\n\n"
             f"## Step times (s)\n\n| step | seconds |\n|---|---|\n{step_rows}\n\n"
-            f"## Tower retrieval (synthetic world, held-out split)\n\n{_retrieval_table(out, towers)}\n\n"
-            f"## LLaVA gains over `{BASELINE}`\n\n{report_md}\n\n## Chat with the CLIPS LLaVA\n\n    {chat}\n")
+            f"## Tower retrieval (synthetic world, held-out split, COCO-like queries)\n\n"
+            f"{_retrieval_table(out, towers)}\n\n"
+            f"## LLaVA gains over `{BASELINE}`\n\n{report_md}\n\n{seeds_md}"
+            f"## Training curves\n\n![curves](report/curves.png)\n\n"
+            f"## Chat with the CLIPS LLaVA\n\n    {chat}\n")
     tmp = out / "summary.md.tmp"
     tmp.write_text(text)
     tmp.replace(out / "summary.md")
     return text
 
 
+def _run_ablation(args) -> int:
+    from llava_train import ablation
+
+    if args.out.exists() and not args.out.is_dir():
+        print(f"clips-llava demo: error: --out {args.out}: is a file, not a directory", file=sys.stderr)
+        return 2
+    if args.seeds is not None and args.seeds < 1:
+        print(f"clips-llava demo: error: --seeds must be >= 1, got {args.seeds}", file=sys.stderr)
+        return 2
+    out = args.out.resolve()
+    try:
+        preset = ABLATION_PRESETS[args.preset]
+        if args.seeds is not None:
+            preset = dataclasses.replace(preset, seeds=args.seeds)
+        run_steps(ablation.build_steps(preset, out, args.seed), out, fresh=args.fresh,
+                  echo=args.verbose)
+    except StepFailed as e:
+        print(f"clips-llava demo: {e}. Fix it and re-run the same command to resume from that step.", file=sys.stderr)
+        return 1
+    print((out / "ablation" / "ablation.md").read_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="clips-llava demo", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  clips-llava demo --out runs/demo\n  clips-llava demo --out runs/demo-tiny --preset tiny")
+        epilog="example:\n  clips-llava demo --out runs/demo\n  clips-llava demo --out runs/demo-tiny --preset tiny\n"
+               "  clips-llava demo --out runs/demo-2seeds --seeds 2")
     parser.add_argument("--out", required=True, type=Path, help="run directory (world, towers, models, eval, report)")
-    parser.add_argument("--preset", default="demo", help=f"one of: {', '.join(DEMO_PRESETS)}")
+    parser.add_argument("--preset", default="demo",
+                        help=f"one of: {', '.join(DEMO_PRESETS)}, or {', '.join(ABLATION_PRESETS)} (the text-reduction "
+                             "ablation of the towers, see llava_train/ablation.py)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="LLaVA seeds per tower (stages 1+2 and eval repeated; the report gives mean and spread); "
+                             "default 1. For an ablation preset: tower seeds per variant (default: the preset's, 2)")
     parser.add_argument("--fresh", action="store_true", help="ignore the manifest and redo every step")
-    parser.add_argument("--quiet", action="store_true", help="do not echo the steps' output (it is still logged)")
+    parser.add_argument("--verbose", action="store_true", help="echo every step's output (it is always in OUT/logs/)")
+    parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     args = parser.parse_args(argv)
+    if args.preset in ABLATION_PRESETS:
+        return _run_ablation(args)
+    args.seeds = 1 if args.seeds is None else args.seeds
     try:
         preset = get_preset(args.preset)
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out {args.out}: is a file, not a directory")
     except ValueError as e:
@@ -171,12 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     t0 = time.perf_counter()
     try:
-        times = run_steps(build_steps(preset, out, args.seed), out, fresh=args.fresh, echo=not args.quiet)
+        times = run_steps(build_steps(preset, out, args.seed, args.seeds), out, fresh=args.fresh,
+                          echo=args.verbose and not args.quiet)
     except StepFailed as e:
         print(f"clips-llava demo: {e}. Fix it and re-run the same command to resume from that step.",
               file=sys.stderr)
         return 1
-    print(write_summary(out, args.preset, preset, args.seed, times, time.perf_counter() - t0))
+    print(write_summary(out, args.preset, preset, args.seed, times, time.perf_counter() - t0, args.seeds))
     return 0
 
 

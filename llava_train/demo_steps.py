@@ -98,10 +98,11 @@ def run_steps(steps: list[Step], out: Path, *, fresh: bool = False, echo: bool =
             continue
         redo = True
         log_path = logs / f"{i:02d}-{step.name}.log"
-        print(f"{head}: {' '.join(step.argv)}", flush=True)
+        print(f"{head}: running (log: {log_path.relative_to(out)})", end="\n" if echo else " ... ", flush=True)
         t0 = time.perf_counter()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **step.env}
         with open(log_path, "w") as log:
+            log.write(f"$ {' '.join(step.argv)}\n")
             proc = subprocess.Popen(step.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -112,11 +113,13 @@ def run_steps(steps: list[Step], out: Path, *, fresh: bool = False, echo: bool =
             rc = proc.wait()
         seconds = time.perf_counter() - t0
         if rc != 0:
+            if not echo:
+                print("failed", flush=True)
             raise StepFailed(f"step {step.name!r} failed (exit {rc}) after {seconds:.1f} s; log: {log_path}")
         missing = [o for o in step.outputs if not (out / o).exists()]
         if missing:
             raise StepFailed(f"step {step.name!r} left no {', '.join(missing)}; log: {log_path}")
         manifest.record(step, out, seconds)
         times[step.name] = round(seconds, 1)
-        print(f"{head}: done in {seconds:.1f} s", flush=True)
+        print(f"{head}: done in {seconds:.1f} s" if echo else f"done in {seconds:.1f} s", flush=True)
     return times

@@ -86,7 +86,12 @@ def test_llava_stage_json(tiny_world: Path):
         _check_conversations(record, images)
     assert len({r["id"] for r in stage1 + stage2}) == len(stage1) + len(stage2)
     kinds = Counter(r["id"].split("-")[1] for r in stage2)
-    assert set(kinds) == {"short_qa", "detail", "yes_no", "chat", "text", "chart", "text_only"}
+    assert set(kinds) == {"short_qa", "caption", "detail", "yes_no", "chat", "text", "chart", "text_only"}
+    for r in stage2:  # LLaVA-1.5's one-sentence caption instruction (its TextCaps prompt), one accurate sentence
+        if r["id"].split("-")[1] == "caption":
+            (q, a) = (t["value"] for t in r["conversations"])
+            assert q == "<image>\nProvide a one-sentence caption for the provided image."
+            assert a.endswith(" background.") and a.count(".") == 1
     assert any(len(r["conversations"]) > 2 for r in stage2)  # multi-turn
     assert sum("image" not in r for r in stage2) == kinds["text_only"] > 0
     used = {r["image"] for r in stage1 + stage2 if "image" in r}

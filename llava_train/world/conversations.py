@@ -27,9 +27,14 @@ DETAIL_PROMPTS = (
     "Describe the image in detail.", "What do you see in this image? Describe it thoroughly.",
     "Write a detailed description of the given image.", "Explain the visual content of the image in great detail.",
 )
-# kind -> share of stage-2 conversations. Scene kinds use the stage-1 images.
+# LLaVA-1.5's one-sentence caption instruction (its TextCaps prompt in llava_v1_5_mix665k; lmms-eval's COCO
+# caption task asks the same).
+CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
+# kind -> share of stage-2 conversations. Scene kinds use the stage-1 images. Captions are a fifth of
+# the mix: measured on the demo world, they are what first teaches the small LM to read the image.
 STAGE2_MIX: dict[str, float] = {
-    "short_qa": 0.34, "detail": 0.14, "yes_no": 0.10, "chat": 0.10, "text": 0.12, "chart": 0.12, "text_only": 0.08,
+    "short_qa": 0.22, "caption": 0.20, "detail": 0.10, "yes_no": 0.10, "chat": 0.08, "text": 0.12, "chart": 0.12,
+    "text_only": 0.06,
 }
 CORNERS = {"circle": "A circle has no corners.", "square": "A square has four corners.",
            "triangle": "A triangle has three corners.", "diamond": "A diamond has four corners.",
@@ -71,6 +76,8 @@ def _scene_turns(kind: str, scene: Scene, rng: np.random.Generator) -> list[tupl
             if len(qas) == n_turns:
                 break
         return [(q + SHORT, a) for q, a in qas.items()]
+    if kind == "caption":
+        return [(CAPTION_PROMPT, short_caption(scene).capitalize())]
     if kind == "detail":
         return [(pick(rng, DETAIL_PROMPTS), synthetic_caption(scene, rng))]
     if kind == "yes_no":

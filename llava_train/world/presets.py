@@ -58,11 +58,12 @@ PRESETS: dict[str, WorldPreset] = {
         pope_images=2, gqa_images=6, mme_images=6, caption_images=12, textvqa_images=12,
         chartqa_images=6, retrieval_images=12,
     ),
-    # The 15-minute end-to-end demo on 2 cores; generated in well under a minute.
+    # The end-to-end demo on 2 cores; generated in well under a minute. Eval splits sized for power:
+    # POPE 150 images x 6 = 900 questions, GQA and MME 150 x 2 = 300 each, 300 captions.
     "demo": WorldPreset(
         name="demo", image_size=64, min_objects=1, max_objects=6,
         pretrain=5000, shard_size=1000, llava_images=1500, text_images=300, chart_images=300,
-        stage2=2500, pope_images=30, gqa_images=75, mme_images=75, caption_images=150,
+        stage2=2500, pope_images=150, gqa_images=150, mme_images=150, caption_images=300,
         textvqa_images=150, chartqa_images=75, retrieval_images=200,
     ),
 }

@@ -1,0 +1,82 @@
+"""Training curves of the demo's LLaVAs: stage-1 and stage-2 loss per run, one PNG.
+
+    python -m llava_train.demo_curves --out runs/demo/report/curves.png \
+        --run clip-web=runs/demo/llava/clip-web --run clips=runs/demo/llava/clips
+
+Reads the `losses` ([[step, loss], ...], the Trainer's logged training loss) of each run's
+`stage1/run_report.json` and `stage2/run_report.json`, written by `clips-llava llava train`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+STAGES = ("stage1", "stage2")
+
+
+def read_losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """{stage: [(step, loss), ...]} for the stages whose run_report.json exists."""
+    out = {}
+    for stage in STAGES:
+        path = run_dir / stage / "run_report.json"
+        if path.is_file():
+            out[stage] = [(int(s), float(v)) for s, v in json.loads(path.read_text()).get("losses", [])]
+    return out
+
+
+def plot_curves(runs: dict[str, Path], path: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Write the PNG (two panels, one line per run) atomically; return the curves it drew."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {name: read_losses(d) for name, d in runs.items()}
+    if not any(curves.values()):
+        raise FileNotFoundError(f"no stage run_report.json under {', '.join(str(d) for d in runs.values())}")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, stage in zip(axes, STAGES):
+        for name, by_stage in curves.items():
+            points = by_stage.get(stage, [])
+            if points:
+                ax.plot([s for s, _ in points], [v for _, v in points], label=name, linestyle="--" if "random" in name else "-")
+        ax.set_title(f"{stage}: {'projector only' if stage == 'stage1' else 'projector + LLM'}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (per label token)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return curves
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m llava_train.demo_curves", description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, type=Path, help="PNG to write")
+    p.add_argument("--run", action="append", required=True, metavar="NAME=DIR", help="a LLaVA run dir (holds stage1/, stage2/)")
+    args = p.parse_args(argv)
+    runs = {}
+    for spec in args.run:
+        name, sep, d = spec.partition("=")
+        if not sep or not name or not d:
+            print(f"demo_curves: error: --run {spec!r}: expected NAME=DIR", file=sys.stderr)
+            return 2
+        runs[name] = Path(d)
+    try:
+        curves = plot_curves(runs, args.out)
+    except FileNotFoundError as e:
+        print(f"demo_curves: error: {e}", file=sys.stderr)
+        return 2
+    for name, by_stage in curves.items():
+        last = ", ".join(f"{s} {pts[-1][1]:.3f}" for s, pts in by_stage.items() if pts)
+        print(f"{name}: final loss {last}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
