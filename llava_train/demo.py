@@ -1,17 +1,23 @@
 """The main job (`clips-llava demo`, what `make demo` runs): the whole path end to end, offline.
 
-    clips-llava demo --out runs/demo                  # the `demo` preset: about 15 minutes on 2 CPU cores
+    clips-llava demo --out runs/demo                  # the `demo` preset (not yet within 25 min here: see README)
     clips-llava demo --out runs/demo-tiny --preset tiny   # minutes; what the end-to-end test runs
     clips-llava demo --out runs/demo --fresh          # redo every step
+    clips-llava demo --out runs/demo-2seeds --seeds 2 # LLaVA stages + eval repeated per tower and seed
+    clips-llava demo --out runs/ablation --preset ablation   # the towers' text-reduction ablation (ablation.py)
 
-Steps (each a real subcommand, run as a subprocess with its own log under OUT/logs/):
+Steps (each a real subcommand, run as a subprocess with its own log under OUT/logs/, one progress
+line each):
   1. generate the synthetic world;  2. pretrain two towers with the same budget, `clip-web` (web
-  captions only: the OpenAI-CLIP stand-in) and `clips` (the full CLIPS method), and measure their
-  retrieval R@1;  3. export both as HF-native towers with the parity check;  4. create and pretrain
-  the small language model;  5. per tower, LLaVA stage 1 and stage 2 through the real stage scripts
-  (DeepSpeed on CPU);  6. evaluate both LLaVAs on the `local` lmms-eval suite;  7. write the gains
-  report and print the chat command. Completed steps are recorded in OUT/demo_manifest.json with
-  output hashes and skipped on a re-run (see `demo_steps.py`).
+  captions only: the OpenAI-CLIP stand-in) and `clips` (the full CLIPS method), export a third,
+  `random-tower` (the clips architecture, 0 steps: the control for tower pretraining), and measure
+  their retrieval R@1;  3. export them as HF-native towers with the parity check;  4. create and
+  pretrain the small language model;  5. per tower (and LLaVA seed), stage 1 and stage 2 through
+  the real stage scripts (DeepSpeed on CPU);  6. evaluate every LLaVA on every held-out item of the
+  `local` lmms-eval suite, and the first seed's again blind (`<run>-blind`: every image replaced
+  by one fixed image);  7. write the gains report with its vision-gap table, the training curves
+  and the summary, and print the chat command. Completed steps are recorded in
+  OUT/demo_manifest.json with output hashes and skipped on a re-run (see `demo_steps.py`).
 """
 from __future__ import annotations
 
