@@ -49,6 +49,9 @@ class PtyProcess:
     def __init__(self, argv: list[str], env: dict | None = None):
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child: the pty is its controlling terminal, so ^C sends SIGINT
+            # as at a real terminal: a runner started in the background (`cmd &` in a non-interactive
+            # shell) has SIGINT ignored, and an ignored signal stays ignored across exec
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.chdir(ROOT)
             os.execvpe(argv[0], argv, {**os.environ, **(env or {})})
         self.output = ""
