@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -41,12 +41,8 @@ class Headline:
     from_samples: bool = False  # the score is aggregate(per-sample values), not lmms-eval's number
 
 
-def _pope_f1(values: list) -> float:
-    from lmms_eval.tasks.pope.utils import pope_aggregate_f1_score
-    return float(pope_aggregate_f1_score(values))
-
-
 def _pope(name: str) -> Callable[[list], float]:
+    """lmms-eval's POPE aggregation `pope_aggregate_<name>` (f1_score, accuracy, ...)."""
     def aggregate(values: list) -> float:
         from lmms_eval.tasks.pope import utils
         return float(getattr(utils, f"pope_aggregate_{name}")(values))
@@ -83,7 +79,7 @@ def _by_question(v: dict) -> str:
 
 # Exact task names -> the rows they contribute. Tasks not listed get one row per numeric metric.
 HEADLINES: dict[str, list[Headline]] = {
-    "synth_pope": [Headline("POPE-style F1", "pope_f1_score", aggregate=_pope_f1),
+    "synth_pope": [Headline("POPE-style F1", "pope_f1_score", aggregate=_pope("f1_score")),
                    Headline("POPE-style accuracy", "pope_accuracy", aggregate=_pope("accuracy")),
                    Headline("POPE-style yes-ratio (answers)", "pope_yes_ratio", aggregate=_answered_yes,
                             from_samples=True)],
@@ -95,7 +91,7 @@ HEADLINES: dict[str, list[Headline]] = {
     "synth_chartqa": [Headline("ChartQA-style", "relaxed_accuracy")],
     "mme": [Headline("MME-P", "mme_perception_score", aggregate=_mme, cluster=_by_question),
             Headline("MME-C", "mme_cognition_score", aggregate=_mme, cluster=_by_question)],
-    "pope": [Headline("POPE F1", "pope_f1_score", aggregate=_pope_f1)],
+    "pope": [Headline("POPE F1", "pope_f1_score", aggregate=_pope("f1_score"))],
     "gqa": [Headline("GQA", "exact_match")],
     "textvqa_val": [Headline("TextVQA", "exact_match")],
     "chartqa": [Headline("ChartQA", "relaxed_overall")],
@@ -111,6 +107,14 @@ class Run:
     results: dict  # task -> {"metric,filter": value}
     samples_dir: Path
     prefix: str  # "<date>" of `<date>_results.json`
+    _values_cache: dict = field(default_factory=dict, repr=False, compare=False)  # (task, headline) -> values
+
+    def values(self, task: str, h: Headline) -> dict[int, object] | None:
+        """`_values` of this run's logs, computed once: the gains table and each vision gap reuse it
+        (per-image CIDEr runs the PTB tokenizer)."""
+        if (task, h) not in self._values_cache:
+            self._values_cache[task, h] = _values(h, self.samples(task))
+        return self._values_cache[task, h]
 
     def samples(self, task: str) -> list[dict] | None:
         path = self.samples_dir / f"{self.prefix}_samples_{task}.jsonl"
@@ -204,7 +208,7 @@ def compare(runs: dict[str, Run], baseline: str, n_boot: int = 2000, seed: int =
     rows = []
     for task in sorted(base.results):
         for h in _headlines(task, base):
-            values = {name: _values(h, run.samples(task)) for name, run in runs.items()}
+            values = {name: run.values(task, h) for name, run in runs.items()}
             if h.from_samples:
                 scores = {name: h.aggregate(list(v.values())) if v else None for name, v in values.items()}
             else:

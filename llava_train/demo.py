@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from llava_train.ablation import ABLATION_PRESETS
+from llava_train import ablation
 from llava_train.demo_steps import Step, StepFailed, run_steps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,12 +75,17 @@ DEMO_PRESETS: dict[str, DemoPreset] = {
 
 def get_preset(name: str) -> DemoPreset:
     if name not in DEMO_PRESETS:
-        raise ValueError(f"unknown demo preset {name!r}; known: {', '.join([*DEMO_PRESETS, *ABLATION_PRESETS])}")
+        raise ValueError(f"unknown demo preset {name!r}; known: {', '.join([*DEMO_PRESETS, *ablation.ABLATION_PRESETS])}")
     return DEMO_PRESETS[name]
 
 
+def tower_configs(preset: DemoPreset) -> dict[str, str]:
+    """Tower name -> CLIPS run config: the trained towers, then the random-tower control if any."""
+    return {**preset.towers, **({RANDOM_TOWER: preset.random_tower} if preset.random_tower else {})}
+
+
 def tower_names(preset: DemoPreset) -> list[str]:
-    return list(preset.towers) + ([RANDOM_TOWER] if preset.random_tower else [])
+    return list(tower_configs(preset))
 
 
 def run_name(tower: str, seed_index: int) -> str:
@@ -103,10 +108,7 @@ def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> lis
     world = out / "world"
     steps = [Step("world", cli + ["synth", "--out", str(world), "--preset", preset.world,
                                   "--seed", str(seed), "--overwrite"], ["world/MANIFEST.json"])]
-    tower_cfgs = dict(preset.towers)
-    if preset.random_tower:
-        tower_cfgs[RANDOM_TOWER] = preset.random_tower
-    for name, cfg in tower_cfgs.items():
+    for name, cfg in tower_configs(preset).items():
         run = out / "towers" / name
         argv = cli + ["clips", "train", "--config", str(REPO / cfg), "--data", str(world),
                       "--out", str(run), "--seed", str(seed)]
@@ -221,29 +223,6 @@ def write_summary(out: Path, preset_name: str, preset: DemoPreset, seed: int, ti
     return text
 
 
-def _run_ablation(args) -> int:
-    from llava_train import ablation
-
-    if args.out.exists() and not args.out.is_dir():
-        print(f"clips-llava demo: error: --out {args.out}: is a file, not a directory", file=sys.stderr)
-        return 2
-    if args.seeds is not None and args.seeds < 1:
-        print(f"clips-llava demo: error: --seeds must be >= 1, got {args.seeds}", file=sys.stderr)
-        return 2
-    out = args.out.resolve()
-    try:
-        preset = ABLATION_PRESETS[args.preset]
-        if args.seeds is not None:
-            preset = dataclasses.replace(preset, seeds=args.seeds)
-        run_steps(ablation.build_steps(preset, out, args.seed), out, fresh=args.fresh,
-                  echo=args.verbose)
-    except StepFailed as e:
-        print(f"clips-llava demo: {e}. Fix it and re-run the same command to resume from that step.", file=sys.stderr)
-        return 1
-    print((out / "ablation" / "ablation.md").read_text())
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="clips-llava demo", description=__doc__.split("\n")[0],
@@ -252,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                "  clips-llava demo --out runs/demo-2seeds --seeds 2")
     parser.add_argument("--out", required=True, type=Path, help="run directory (world, towers, models, eval, report)")
     parser.add_argument("--preset", default="demo",
-                        help=f"one of: {', '.join(DEMO_PRESETS)}, or {', '.join(ABLATION_PRESETS)} (the text-reduction "
+                        help=f"one of: {', '.join(DEMO_PRESETS)}, or {', '.join(ablation.ABLATION_PRESETS)} (the text-reduction "
                              "ablation of the towers, see llava_train/ablation.py)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=None,
@@ -262,12 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="echo every step's output (it is always in OUT/logs/)")
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     args = parser.parse_args(argv)
-    if args.preset in ABLATION_PRESETS:
-        return _run_ablation(args)
-    args.seeds = 1 if args.seeds is None else args.seeds
+    ablation_run = args.preset in ablation.ABLATION_PRESETS
     try:
-        preset = get_preset(args.preset)
-        if args.seeds < 1:
+        preset = ablation.ABLATION_PRESETS[args.preset] if ablation_run else get_preset(args.preset)
+        if args.seeds is not None and args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out {args.out}: is a file, not a directory")
@@ -275,17 +252,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clips-llava demo: error: {e}", file=sys.stderr)
         return 2
     out = args.out.resolve()
+    if ablation_run:  # --seeds: tower seeds per variant (default: the preset's)
+        preset = preset if args.seeds is None else dataclasses.replace(preset, seeds=args.seeds)
+        steps = ablation.build_steps(preset, out, args.seed)
+    else:  # --seeds: LLaVA seeds per tower (default 1)
+        args.seeds = args.seeds or 1
+        steps = build_steps(preset, out, args.seed, args.seeds)
     t0 = time.perf_counter()
     try:
-        times = run_steps(build_steps(preset, out, args.seed, args.seeds), out, fresh=args.fresh,
-                          echo=args.verbose and not args.quiet)
+        times = run_steps(steps, out, fresh=args.fresh, echo=args.verbose and not args.quiet)
     except StepFailed as e:
         print(f"clips-llava demo: {e}. Fix it and re-run the same command to resume from that step.",
               file=sys.stderr)
         return 1
-    print(write_summary(out, args.preset, preset, args.seed, times, time.perf_counter() - t0, args.seeds))
+    if ablation_run:
+        print((out / "ablation" / "ablation.md").read_text())
+    else:
+        print(write_summary(out, args.preset, preset, args.seed, times, time.perf_counter() - t0, args.seeds))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
