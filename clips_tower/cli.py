@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from clips_tower.io import unknown_message
+
 # name -> (module exposing main(argv), one-line help). Exact names only.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("clips_tower.train", "pretrain a CLIPS tower (1 process, or N under torchrun)"),
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE.format(commands="\n".join(f"  {n:<6} {h}" for n, (_, h) in SUBCOMMANDS.items())))
         return 0
     if argv[0] not in SUBCOMMANDS:
-        print(f"clips-llava clips: unknown command {argv[0]!r}; known: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        print(f"clips-llava clips: {unknown_message('command', argv[0], SUBCOMMANDS)}", file=sys.stderr)
         return 2
     return int(importlib.import_module(SUBCOMMANDS[argv[0]][0]).main(argv[1:]) or 0)
 

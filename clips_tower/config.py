@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 
+from clips_tower.io import check_known
 from clips_tower.text_reduction import STRATEGIES
 
 VIEWS = ("web", "synthetic")
@@ -144,8 +145,7 @@ class ClipsRunConfig:
         bad = [v for v in m.views if v not in VIEWS]
         if bad or not (m.views or m.captioner):
             raise ValueError(f"method.views {m.views!r}: use a non-empty subset of {list(VIEWS)} (or the captioner)")
-        if m.strategy not in STRATEGIES:
-            raise ValueError(f"unknown method.strategy {m.strategy!r}; known: {', '.join(STRATEGIES)}")
+        check_known(m.strategy, STRATEGIES, "method.strategy")
         if m.k < 1 or m.caption_positions < 0 or self.optim.batch_size < 1 or self.optim.steps < 0:
             raise ValueError("method.k and optim.batch_size must be positive, optim.steps >= 0 "
                              "(0: export the initialised, untrained tower)")

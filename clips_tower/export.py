@@ -16,13 +16,12 @@ because open_clip's `local-dir:` tokenizer reads them from the directory.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import open_clip
 from safetensors.torch import save_file
 
+from clips_tower.io import atomic_dir
 from clips_tower.model import open_clip_cfg
 
 # CLIPS preprocessing (the CLIPS open_clip configs): ImageNet statistics, bilinear, squash resize.
@@ -49,23 +48,14 @@ def image_transform(arch: dict):
 def export_open_clip(clip_model, arch: dict, out_dir: str | Path, tokenizer=None) -> Path:
     """Write `out_dir` atomically (temp dir + rename); returns its path."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".tmp-{out_dir.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in clip_model.state_dict().items()}
-    save_file(state, str(tmp / "open_clip_model.safetensors"))
-    config = {"model_cfg": open_clip_cfg(arch), "preprocess_cfg": preprocess_cfg(arch)}
-    (tmp / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    hf = getattr(tokenizer, "hf_tokenizer", None)
-    if hf is not None:
-        hf.save_pretrained(str(tmp))
-    if out_dir.exists():
-        old = out_dir.with_name(f".old-{out_dir.name}-{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in clip_model.state_dict().items()}
+        save_file(state, str(tmp / "open_clip_model.safetensors"))
+        config = {"model_cfg": open_clip_cfg(arch), "preprocess_cfg": preprocess_cfg(arch)}
+        (tmp / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        hf = getattr(tokenizer, "hf_tokenizer", None)
+        if hf is not None:
+            hf.save_pretrained(str(tmp))
     return out_dir
 
 

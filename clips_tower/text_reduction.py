@@ -16,6 +16,8 @@ import random
 import re
 from typing import Callable
 
+from clips_tower.io import lookup
+
 Sentences = list[list[int]]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -91,6 +93,4 @@ STRATEGIES: dict[str, Strategy] = {
 
 def get_strategy(name: str) -> Strategy:
     """Exact-key lookup; ValueError listing the known strategies."""
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown token-reduction strategy {name!r}; known: {', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
+    return lookup(STRATEGIES, name, "token-reduction strategy")

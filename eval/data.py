@@ -26,6 +26,7 @@ from typing import Callable
 import yaml
 
 from clips_tower.images import open_image
+from clips_tower.io import atomic_path
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 
@@ -112,9 +113,8 @@ def write_parquet(rows: list[dict], path: Path) -> None:
             datasets.Value("int64") if isinstance(v, int) else datasets.Value("string"))
         for k, v in rows[0].items()
     })
-    tmp = path.with_name(path.name + ".tmp")
-    datasets.Dataset.from_list(rows, features=features).to_parquet(str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        datasets.Dataset.from_list(rows, features=features).to_parquet(str(tmp))
 
 
 def blind_rows(rows: list[dict]) -> list[dict]:

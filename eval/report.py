@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from clips_tower.io import atomic_write, save_figure
 from eval.runner import find_results
 
 
@@ -313,16 +314,8 @@ def plot_gains(rows: list[dict], others: list[str], baseline: str, path: Path) -
     if len(others) > 1:
         ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
-    tmp.replace(path)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def build_report(runs: dict[str, Run], baseline: str, out: Path, n_boot: int = 2000, seed: int = 0) -> str:
@@ -345,10 +338,10 @@ def build_report(runs: dict[str, Run], baseline: str, out: Path, n_boot: int = 2
                   "image)\n\n" + vision_gap_table(gaps))
     intro = (f"# Gains over `{baseline}`\n\nScores as lmms-eval reports them; Δ = run − {baseline}; "
              f"95% CI from a paired bootstrap ({n_boot} resamples) of the per-sample logs; n = paired samples.\n\n")
-    _write_atomic(out / "report.md", intro + table + "\n\n![gains](gains.png)\n")
+    atomic_write(out / "report.md", intro + table + "\n\n![gains](gains.png)\n")
     report = {"baseline": baseline, "runs": {n: str(r.samples_dir) for n, r in runs.items()},
               "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95}, "rows": rows,
               "vision_gaps": gaps}
-    _write_atomic(out / "report.json", json.dumps(report, indent=2))
+    atomic_write(out / "report.json", json.dumps(report, indent=2))
     plot_gains(rows, [n for n in names if n != baseline], baseline, out / "gains.png")
     return table

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from clips_tower.io import check_known
+
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 # lmms-eval model classes this runner can drive: stock `llava_hf` (batch size 1, generation only)
@@ -48,8 +50,7 @@ def known_suites() -> list[str]:
 def load_suite(name: str) -> Suite:
     """The suite defined by `eval/suites/<name>.yaml` (exact name), else ValueError listing known ones."""
     path = SUITES_DIR / f"{name}.yaml"
-    if name not in known_suites():
-        raise ValueError(f"unknown suite {name!r}; known: {', '.join(known_suites())}")
+    check_known(name, known_suites(), "suite")
     cfg = yaml.safe_load(path.read_text())
     return Suite(name=name, tasks=list(cfg["tasks"]), local=bool(cfg.get("local", False)),
                  description=cfg.get("description", ""))

@@ -40,6 +40,7 @@ from transformers.generation.streamers import BaseStreamer
 from clips_tower.images import load_rgb
 from clips_tower.inputs import PROCESSOR_FILES as IMAGE_PROCESSOR_FILES
 from clips_tower.inputs import TOKENIZER_FILES, InputError, check_weights
+from clips_tower.io import check_known, unknown_message
 
 # Full module prefixes of `LlavaForConditionalGeneration` that stay in full precision: the tower,
 # the projector (both small and accuracy-sensitive) and the output head (bitsandbytes' default).
@@ -116,8 +117,7 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 
 def resolve_device(device: str) -> str:
-    if device not in DEVICES:
-        raise ChatInputError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+    check_known(device, DEVICES, "device", error=ChatInputError)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -143,7 +143,7 @@ def quantization_config(quant: str | None, dtype: torch.dtype) -> BitsAndBytesCo
         )
     if quant == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_MODULES)
-    raise ChatInputError(f"unknown quantization {quant!r}; known: {', '.join(QUANT_MODES)}")
+    raise ChatInputError(unknown_message("quantization", quant, QUANT_MODES))
 
 
 def load_llava(model_dir: str | Path, base: str | Path | None = None, quant: str | None = None,

@@ -23,9 +23,9 @@ import logging
 import multiprocessing as mp
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from clips_tower.io import atomic_open
 from llava_train.samples import IGNORE_INDEX, SKIP_REASONS, BadSample
 
 log = logging.getLogger(__name__)
@@ -126,16 +126,14 @@ def render_marked(dataset, i: int) -> str:
 def write_clean(index, keep_positions: set[int], out: Path) -> int:
     """The input's records without the bad ones, in the input's order, as a JSON list (atomic write)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     n = 0
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_open(out, "w", encoding="utf-8") as f:
         f.write("[")
         for pos in range(len(index)):
             if pos in keep_positions:
                 f.write(("," if n else "") + "\n" + json.dumps(index.record(pos), ensure_ascii=False))
                 n += 1
         f.write("\n]\n")
-    os.replace(tmp, out)
     return n
 
 

@@ -51,6 +51,8 @@ import re
 import shutil
 from pathlib import Path
 
+from clips_tower.io import atomic_write, fsync_path, fsync_tree, remove, replace_dir, temp_leftovers
+
 log = logging.getLogger(__name__)
 
 PREFIX = "checkpoint"
@@ -69,44 +71,6 @@ NO_RESUME = ("", "false", "no", "none")
 _CKPT = re.compile(rf"^{PREFIX}-(\d+)$")
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
             "adapter_model.safetensors", "adapter_model.bin")
-
-
-# ---- small filesystem helpers ----
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            _fsync(Path(dirpath) / f)
-        _fsync(Path(dirpath))
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 # ---- checkpoints ----
@@ -207,7 +171,7 @@ def clean_staging(run_dir: str | Path) -> None:
     if run_dir.is_dir():
         for p in run_dir.iterdir():
             if p.name.startswith((STAGING_PREFIX, OLD_PREFIX)):
-                _remove(p)
+                remove(p)
 
 
 def publish_checkpoint(staged: str | Path, final: str | Path, world_size: int = 1) -> Path:
@@ -215,18 +179,11 @@ def publish_checkpoint(staged: str | Path, final: str | Path, world_size: int = 
     staged, final = Path(staged), Path(final)
     files = {str(p.relative_to(staged)): p.stat().st_size for p in sorted(staged.rglob("*")) if p.is_file()}
     m = _CKPT.match(final.name)
-    _write_json_atomic(staged / MARKER, {"step": int(m.group(1)) if m else None, "world_size": world_size,
-                                         "files": files})
-    _fsync_tree(staged)
-    old = None
-    if final.exists():  # the same step saved again (resumed from an earlier checkpoint, or incomplete)
-        old = final.with_name(OLD_PREFIX + final.name.split("-", 1)[1])
-        _remove(old)
-        os.rename(final, old)
-    os.rename(staged, final)
-    _fsync(final.parent)
-    if old is not None:
-        _remove(old)
+    atomic_write(staged / MARKER, json.dumps({"step": int(m.group(1)) if m else None, "world_size": world_size,
+                                              "files": files}, indent=1))
+    # an existing `final` (the same step saved again: resumed from an earlier checkpoint, or incomplete)
+    # waits as `.old-checkpoint-N`, which `clean_staging` finds after a kill
+    replace_dir(staged, final, old=final.with_name(OLD_PREFIX + final.name.split("-", 1)[1]))
     if staged.parent.name.startswith(STAGING_PREFIX):
         shutil.rmtree(staged.parent, ignore_errors=True)
     return final
@@ -298,8 +255,8 @@ class AtomicCheckpoints:
         staged = output_dir / FINAL_STAGING
         if self.args.should_save:  # leftovers of killed saves (no checkpoint save is in flight now)
             clean_staging(output_dir)
-            for leftover in (staged, output_dir / FINAL_READY):
-                _remove(leftover)
+            for leftover in (staged, output_dir / FINAL_READY, *temp_leftovers(output_dir / FINAL_MANIFEST)):
+                remove(leftover)
         self.accelerator.wait_for_everyone()
         self.save_model(str(staged))  # every rank: ZeRO-3 gathers the full 16-bit weights here
         self.accelerator.wait_for_everyone()
@@ -333,20 +290,20 @@ def publish_final(staged: str | Path, output_dir: str | Path) -> Path:
     names = sorted(p.name for p in staged.iterdir())
     if not any(n in LOAD_MARKERS for n in names):
         raise ValueError(f"{staged}: no {' or '.join(LOAD_MARKERS)}; not a model directory")
-    _fsync_tree(staged)
+    fsync_tree(staged)
     ready = output_dir / FINAL_READY
     if staged != ready:
-        _remove(ready)
+        remove(ready)
         os.rename(staged, ready)  # complete, being published
     old = _old_final_names(output_dir, names)
     for marker in LOAD_MARKERS:  # from here on the old model is absent
         (output_dir / marker).unlink(missing_ok=True)
-    _fsync(output_dir)
+    fsync_path(output_dir)
     for name in sorted(old):
-        _remove(output_dir / name)
-    _write_json_atomic(output_dir / FINAL_MANIFEST, {"files": names})
+        remove(output_dir / name)
+    atomic_write(output_dir / FINAL_MANIFEST, json.dumps({"files": names}, indent=1))
     for name in sorted(names, key=lambda n: n in LOAD_MARKERS):  # the load markers last
         os.replace(ready / name, output_dir / name)
-    _fsync(output_dir)
+    fsync_path(output_dir)
     ready.rmdir()
     return output_dir

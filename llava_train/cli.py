@@ -14,6 +14,8 @@ import importlib
 import os
 import sys
 
+from clips_tower.io import unknown_message
+
 # name -> (module exposing `main(argv) -> int`, one-line help). Exact names only.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("llava_train.world.cli", "write the embedded synthetic world (images, captions, LLaVA JSON, eval splits)"),
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        print(f"clips-llava: unknown command {name!r}; known: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        print(f"clips-llava: {unknown_message('command', name, SUBCOMMANDS)}", file=sys.stderr)
         return 2
     from llava_train.errors import run_guarded
 

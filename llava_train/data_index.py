@@ -27,13 +27,12 @@ import json
 import logging
 import mmap
 import os
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from clips_tower.io import atomic_dir
 from llava_train.samples import SKIP_REASONS, BadSample, check_record, record_id, word_count
 
 log = logging.getLogger(__name__)
@@ -176,10 +175,9 @@ class DataIndex:
 
 
 def build(data_path: Path, root: Path, keep_ids: int = 5) -> Path:
-    """Stream `data_path` into an index at `root` (temp dir + rename; a concurrent winner is kept)."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    """Stream `data_path` into an index at `root` (temp dir + rename; a concurrent winner, another
+    node on shared storage that finished first, is kept)."""
+    with atomic_dir(root, is_complete=lambda r: (r / "meta.json").is_file()) as tmp:
         offsets, words, has_image, status = [0], [], [], []
         bad, first_ids = Counter(), {}
         with open(tmp / "records.bin", "wb") as out:
@@ -209,15 +207,6 @@ def build(data_path: Path, root: Path, keep_ids: int = 5) -> Path:
         meta = {"version": VERSION, "source": str(data_path.resolve()), "records": len(status),
                 "bad": dict(bad), "first_ids": first_ids}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.rename(tmp, root)
-        except OSError:  # another process (another node on shared storage) finished first
-            if not (root / "meta.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-        log.info("data index: %d records from %s -> %s (%s)", len(status), data_path, root,
-                 ", ".join(f"{r}={n}" for r, n in sorted(bad.items())) or "no structural problems")
-        return root
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    log.info("data index: %d records from %s -> %s (%s)", len(status), data_path, root,
+             ", ".join(f"{r}={n}" for r, n in sorted(bad.items())) or "no structural problems")
+    return root

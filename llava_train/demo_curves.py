@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from clips_tower.io import save_figure
+
 STAGES = ("stage1", "stage2")
 
 
@@ -47,10 +49,8 @@ def plot_curves(runs: dict[str, Path], path: Path) -> dict[str, dict[str, list[t
         ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
-    tmp.replace(path)
     return curves
 
 

@@ -7,7 +7,6 @@ demo resumes at the first incomplete step. A failing step stops the run with its
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -15,6 +14,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from clips_tower.io import atomic_write, sha256_file
 
 
 class StepFailed(RuntimeError):
@@ -32,14 +33,7 @@ class Step:
 def _hash_path(path: Path) -> dict[str, str]:
     """sha256 of a file, or of every file under a directory (sorted), keyed by relative path."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    digests = {}
-    for f in files:
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        digests[str(f)] = h.hexdigest()
-    return digests
+    return {str(f): sha256_file(f) for f in files}
 
 
 class Manifest:
@@ -50,9 +44,7 @@ class Manifest:
         self.data: dict = json.loads(path.read_text()) if path.exists() else {"steps": {}}
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=True))
 
     def is_complete(self, step: Step, out: Path) -> bool:
         rec = self.data["steps"].get(step.name)

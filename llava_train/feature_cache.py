@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import torch
+
+from clips_tower.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,8 @@ def build_feature_cache(model, dataset, device: str | torch.device = "cpu", batc
         from safetensors.torch import save_file
 
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".tmp{os.getpid()}")
-        save_file(stored, str(tmp))
-        os.replace(tmp, file)
+        with atomic_path(file) as tmp:
+            save_file(stored, str(tmp))
     features = torch.stack([stored["zero_image"]] + [stored[keys[p]] for p in paths])  # (N + 1, P, D)
     cache = FeatureCache(features, {p: i + 1 for i, p in enumerate(paths)})
     dataset.image_rows, dataset.image_bad = cache.rows, bad

@@ -15,13 +15,11 @@ transformers itself. Projector weights move in and out with `llava_train.project
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from clips_tower.io import atomic_dir, check_known
 from llava_train.templates import IMAGE, get_template
 
 log = logging.getLogger(__name__)
@@ -62,8 +60,7 @@ def with_aspect_ratio(image_processor, mode: str):
     tower's preprocessing. `pad` is transformers' own `LlavaImageProcessor(do_pad=True)` (same backend,
     PIL or torchvision, as the tower's processor), so a saved model reloads in stock `AutoProcessor`
     and lmms-eval's `llava_hf` and our chat pad exactly as training did."""
-    if mode not in IMAGE_ASPECT_RATIOS:
-        raise ValueError(f"unknown image_aspect_ratio {mode!r}; known: {', '.join(IMAGE_ASPECT_RATIOS)}")
+    check_known(mode, IMAGE_ASPECT_RATIOS, "image_aspect_ratio")
     padded = bool(getattr(image_processor, "do_pad", False)) and "Llava" in type(image_processor).__name__
     if (mode == "pad") == padded:
         return image_processor
@@ -138,12 +135,8 @@ def assemble_llava(vision_tower: str | Path, language_model: str | Path, out: st
 def save_llava(model, processor, out: str | Path) -> Path:
     """save_pretrained model + processor into a temp dir beside `out`, then rename into place."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
     log.info("saved stock Llava to %s", out)
     return out

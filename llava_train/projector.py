@@ -12,12 +12,13 @@ file, or a LLaVA `.bin`.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from clips_tower.io import atomic_path
 
 PREFIX = "multi_modal_projector."
 PROJECTOR_FILE = "mm_projector.safetensors"
@@ -85,12 +86,11 @@ def write_projector(state: dict[str, torch.Tensor], out: str | Path) -> Path:
     """Write `state` (keys `linear_1.weight`, ...) as .safetensors (HF keys) or .bin (LLaVA-1.5 keys)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix == ".bin":
-        torch.save({LLAVA15_KEYS[k]: v.contiguous() for k, v in state.items()}, tmp)
-    else:
-        save_file({PREFIX + k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        if out.suffix == ".bin":
+            torch.save({LLAVA15_KEYS[k]: v.contiguous() for k, v in state.items()}, tmp)
+        else:
+            save_file({PREFIX + k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
     return out
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from clips_tower.io import atomic_write
 from llava_train.data import LlavaCollator, LlavaDataset
 from llava_train.skips import BadSampleTracker
 from llava_train.stages import apply_stage, get_stage
@@ -108,9 +109,8 @@ def prepare_init(margs, dargs, targs) -> Path:
                                projector=margs.mm_projector_type, seed=targs.seed,
                                projector_weights=margs.pretrain_mm_mlp_adapter,
                                image_aspect_ratio=dargs.image_aspect_ratio)
-            tmp = stamp.with_name(f".{stamp.name}.tmp")
-            tmp.write_text(json.dumps(fingerprint, indent=1))
-            os.replace(tmp, stamp)  # a kill mid-write leaves no stamp (init is re-assembled), never a torn one
+            # a kill mid-write leaves no stamp (init is re-assembled), never a torn one
+            atomic_write(stamp, json.dumps(fingerprint, indent=1))
     return init
 
 
@@ -230,9 +230,7 @@ def run(margs, dargs, targs) -> int:
                   "interrupted": bool(interrupted), "bad_samples": tracker.report(),
                   "records": len(dataset.index), "usable_records": len(dataset), "trainable": trainable,
                   "image_aspect_ratio": dargs.image_aspect_ratio}
-        tmp = Path(targs.output_dir) / "run_report.json.tmp"
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, Path(targs.output_dir) / "run_report.json")
+        atomic_write(Path(targs.output_dir) / "run_report.json", json.dumps(report, indent=2))
         print(f"{tracker.startup.report()} at start-up; {tracker.training.report()} during training "
               f"(of {tracker.seen} drawn)")
     return 0

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
+from clips_tower.io import lookup
+
 log = logging.getLogger(__name__)
 
 
@@ -36,9 +38,8 @@ STAGES: dict[str, StageSpec] = {
 
 
 def get_stage(name: str, train_tower: bool = False) -> StageSpec:
-    if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; known: {', '.join(STAGES)}")
-    return replace(STAGES[name], tower=train_tower or STAGES[name].tower)
+    spec = lookup(STAGES, name, "stage")
+    return replace(spec, tower=train_tower or spec.tower)
 
 
 def part_of(param_name: str) -> str:

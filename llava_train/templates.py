@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from clips_tower.io import lookup
+
 IMAGE = "<image>"
 VICUNA_V1_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -132,6 +134,4 @@ TEMPLATES: dict[str, Template] = {
 
 
 def get_template(name: str) -> Template:
-    if name not in TEMPLATES:
-        raise ValueError(f"unknown conversation template {name!r}; known: {', '.join(TEMPLATES)}")
-    return TEMPLATES[name]
+    return lookup(TEMPLATES, name, "conversation template")

@@ -18,8 +18,8 @@ reused when complete): the world (`clips-llava synth --preset tiny`), a random-i
    the whole group and to every descendant's group (torchrun puts each worker in a session of its
    own; a kill of the launcher's group alone leaves the workers training). Each kill draws a
    seeded mode: `startup` (a random time before the first step), `step` (a random time within the
-   next few steps), `checkpoint` (a random moment while a
-   checkpoint is being written: `.tmp-checkpoint-*` / `checkpoints/.tmp-step-*` exists) or `final`
+   next few steps), `checkpoint` (a random moment while a checkpoint is being written:
+   `.tmp-checkpoint-*` / `checkpoints/.tmp-step-*` / `checkpoints/.old-step-*` exists) or `final`
    (while the final model is being saved); the final-save kills come last. The phase it actually
    landed in is read from the output dir and log just before the kill. An attempt that finishes
    before its kill counts as completed; later kills then hit re-runs (which resume from the last
@@ -211,7 +211,7 @@ class Watch:
                 ck = os.listdir(self.out / "checkpoints")
             except FileNotFoundError:
                 ck = []
-            return ({self.out / "checkpoints" / n for n in ck if n.startswith(".tmp-step-")},
+            return ({self.out / "checkpoints" / n for n in ck if n.startswith((".tmp-step-", ".old-step-"))},
                     {self.out / n for n in names if n.startswith((".tmp-export", ".old-export"))})
         ckpts = sorted((int(n.split("-")[1]), n) for n in names if n.startswith("checkpoint-") and n[11:].isdigit())
         writing = {self.out / n for n in names if n.startswith((".tmp-checkpoint-", ".old-checkpoint-"))}

@@ -12,14 +12,13 @@ crash never leaves a half-written tower behind.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from clips_tower.adapter.convert import convert_visual
 from clips_tower.adapter.processors import processor_from_preprocess
 from clips_tower.adapter.sources import SourceTower, load_source
+from clips_tower.io import atomic_dir
 
 TOWER_INFO = "tower_info.json"
 NUM_ADDITIONAL_IMAGE_TOKENS = 1  # the class token, dropped by the "default" feature strategy
@@ -59,22 +58,10 @@ def write_tower_dir(model, processor, info: dict[str, Any], out_dir: str | Path,
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)  # safetensors
         processor.save_pretrained(tmp)
         (tmp / TOWER_INFO).write_text(json.dumps(info, indent=2, default=list) + "\n")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from clips_tower.io import lookup
+
 # Projector registry: name -> LlavaConfig fields. HF Llava's projector is always linear_1 -> act -> linear_2.
 PROJECTORS: dict[str, dict[str, Any]] = {
     "mlp2x_gelu": {"projector_hidden_act": "gelu", "multimodal_projector_bias": True},
@@ -20,9 +22,7 @@ PROJECTORS: dict[str, dict[str, Any]] = {
 
 
 def get_projector(name: str) -> dict[str, Any]:
-    if name not in PROJECTORS:
-        raise ValueError(f"unknown projector {name!r}; known: {', '.join(PROJECTORS)}")
-    return dict(PROJECTORS[name])
+    return dict(lookup(PROJECTORS, name, "projector"))
 
 
 def _vision_config(tower):

@@ -24,6 +24,7 @@ import torch
 
 from clips_tower.adapter.processors import load_tower_processor, open_clip_transform, sample_images, to_8bit, to_rgb
 from clips_tower.adapter.sources import SourceTower
+from clips_tower.io import check_known
 
 FP32_REL_TOL = 1e-5
 PIXEL_TOL = 1e-5
@@ -76,8 +77,7 @@ def check_parity(src: SourceTower, exported, *, dtype: str = "float32", device: 
     """Compare `src` with `exported` (a tower directory, or an in-memory (model, processor) pair)."""
     from transformers import AutoImageProcessor, AutoModel
 
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+    check_known(dtype, DTYPES, "dtype")
     if isinstance(exported, (str, Path)):
         model = AutoModel.from_pretrained(str(exported), dtype=torch.float32)
         processor = load_tower_processor(exported)

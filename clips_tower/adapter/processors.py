@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from clips_tower.io import check_known
+
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
@@ -59,8 +61,7 @@ def processor_from_preprocess(cfg: dict[str, Any]):
         raise ValueError(f"non-square preprocessing size {size} is not supported")
     side = size if isinstance(size, int) else size[0]
     interpolation = cfg.get("interpolation", "bicubic")
-    if interpolation not in _RESAMPLE:
-        raise ValueError(f"interpolation {interpolation!r} not supported; known: {', '.join(_RESAMPLE)}")
+    check_known(interpolation, _RESAMPLE, "interpolation")
     common = dict(
         resample=int(_RESAMPLE[interpolation]), image_mean=list(cfg["mean"]), image_std=list(cfg["std"]),
         do_convert_rgb=True, do_rescale=True, do_normalize=True, do_resize=True,

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from clips_tower.io import lookup
+
 # The repo's open_clip architecture JSONs (the package is installed editable, so this resolves).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "clips" / "models"
 
@@ -70,9 +72,7 @@ TOWERS: dict[str, TowerSpec] = {
 
 def get_tower(name: str) -> TowerSpec:
     """Exact-key lookup; an unknown name is a ValueError that lists the known towers."""
-    if name not in TOWERS:
-        raise ValueError(f"unknown tower {name!r}; known towers: {', '.join(TOWERS)}")
-    return TOWERS[name]
+    return lookup(TOWERS, name, "tower", label="known towers")
 
 
 def arch_json(arch: str) -> Path | None:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from clips_tower.adapter.registry import PREPROCESS, TOWERS, TowerSpec, arch_json, get_tower
+from clips_tower.io import check_known
 
 
 class SourceError(ValueError):
@@ -131,8 +132,8 @@ def _preprocess_cfg(visual: nn.Module, model_cfg: dict, overlay: dict | None, re
     if recipe is None and not overlay:
         # No preprocessing given: a tower without pre-LayerNorm is CLIPS-family, otherwise OpenAI-family.
         recipe = "clips" if model_cfg["vision_cfg"].get("no_ln_pre", False) else "openai"
-    if recipe is not None and recipe not in PREPROCESS:
-        raise SourceError(f"unknown preprocessing {recipe!r}; known: {', '.join(PREPROCESS)}")
+    if recipe is not None:
+        check_known(recipe, PREPROCESS, "preprocessing", error=SourceError)
     cfg = asdict(PreprocessCfg())
     cfg.update(PREPROCESS.get(recipe, {}))
     cfg.update(overlay or {})

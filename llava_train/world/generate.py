@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from clips_tower.io import sha256_file, unknown_message
 from llava_train.world import conversations, evalsets
 from llava_train.world.captions import synthetic_caption, web_caption
 from llava_train.world.presets import WorldPreset, get_preset
 from llava_train.world.scene import Scene, render_scene, sample_scene
 from llava_train.world.signs import render_chart, render_sign, sample_chart, sample_sign
 from llava_train.world.writers import (WorldError, check_out_dir, commit_dir, content_hash, encode_png,
-                                       sha256_file, remove_empty, staging_dir, write_bytes, write_json, write_jsonl,
+                                       remove_empty, staging_dir, write_bytes, write_json, write_jsonl,
                                        write_shards)
 
 GENERATOR_VERSION = "1"
@@ -55,7 +56,7 @@ def sample_item(kind: str, rng: np.random.Generator, p: WorldPreset):
         return sample_sign(rng)
     if kind == "chart":
         return sample_chart(rng)
-    raise ValueError(f"unknown item kind {kind!r}; known: scene, sign, chart")
+    raise ValueError(unknown_message("item kind", kind, ("scene", "sign", "chart")))
 
 
 def render_png(job: tuple) -> tuple[bytes, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from clips_tower.io import unknown_message
 from llava_train.world.captions import NUMBER_WORDS, POSITION_PHRASES, pick, plural
 from llava_train.world.scene import COLORS, POSITIONS, SHAPES, Scene
 
@@ -75,7 +76,7 @@ def _short(scene: Scene, rng: np.random.Generator, kind: str):
         if rng.random() < 0.5:
             return f"Is there a {pick(rng, sorted(scene.names))} in the image?", "yes"
         return f"Is there a {pick(rng, absent_names(scene))} in the image?", "no"
-    raise ValueError(f"unknown question kind {kind!r}; known: {', '.join(SHORT_KINDS)}")
+    raise ValueError(unknown_message("question kind", kind, SHORT_KINDS))
 
 
 def _there_are(n: int) -> str:
@@ -109,7 +110,7 @@ def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str):
         obj = pick(rng, cands)
         other = pick(rng, [c for c in COLORS if c != obj.color])
         return [(f"Is the {obj.shape} {obj.color}?{suffix}", "Yes"), (f"Is the {obj.shape} {other}?{suffix}", "No")]
-    raise ValueError(f"unknown yes/no kind {kind!r}; known: {', '.join(MME_KINDS)}")
+    raise ValueError(unknown_message("yes/no kind", kind, MME_KINDS))
 
 
 def pope_negative(scene: Scene, rng: np.random.Generator, category: str, popularity: list[str]) -> str:
@@ -128,4 +129,4 @@ def pope_negative(scene: Scene, rng: np.random.Generator, category: str, popular
     if category == "adversarial":
         shapes = {o.shape for o in scene.objects}
         return pick(rng, [n for n in absent if n.split(" ", 1)[1] in shapes])
-    raise ValueError(f"unknown POPE category {category!r}; known: random, popular, adversarial")
+    raise ValueError(unknown_message("POPE category", category, ("random", "popular", "adversarial")))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from clips_tower.io import unknown_message
+
 # Shapes and colours are drawn with skewed frequencies so that POPE's "popular" negatives
 # (the most frequent objects of the training data) differ from its "random" ones.
 SHAPES: dict[str, float] = {
@@ -156,7 +158,7 @@ def shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[floa
         return [(cx - t, cy - a), (cx + t, cy - a), (cx + t, cy - t), (cx + a, cy - t), (cx + a, cy + t),
                 (cx + t, cy + t), (cx + t, cy + a), (cx - t, cy + a), (cx - t, cy + t), (cx - a, cy + t),
                 (cx - a, cy - t), (cx - t, cy - t)]
-    raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+    raise ValueError(unknown_message("shape", shape, SHAPES))
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, shape: str, color, cx: float, cy: float, r: float) -> None:

@@ -12,11 +12,11 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from PIL import Image
+
+from clips_tower.io import replace_dir, temp_path
 
 TAR_MTIME = 946684800  # 2000-01-01T00:00:00Z: fixed so shards are byte-identical across runs
 
@@ -35,14 +35,6 @@ def content_hash(image: Image.Image) -> str:
     """sha256 of the decoded pixels (mode, size, RGB bytes): encoder-independent image identity."""
     h = hashlib.sha256(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
     h.update(image.tobytes())
-    return h.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -116,8 +108,9 @@ def staging_dir(out: Path) -> tuple[Path, list[Path]]:
         created.append(parent)
         parent = parent.parent
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent)), created
+        staged = temp_path(out)
+        staged.mkdir(parents=True)
+        return staged, created
     except OSError as e:
         remove_empty(created)
         raise WorldError(f"cannot write under {out.parent}: {e.strerror or e}") from None
@@ -133,17 +126,5 @@ def remove_empty(dirs: list[Path]) -> None:
 
 
 def commit_dir(staged: Path, out: Path) -> None:
-    """Move a fully written world into place; an older world at `out` is replaced only afterwards."""
-    old = None
-    if out.exists():
-        if any(out.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "world")
-        else:
-            out.rmdir()
-    os.replace(staged, out)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(out, 0o777 & ~mask)  # mkdtemp creates 0700; give the world the usual permissions
-    if old is not None:
-        shutil.rmtree(old)
+    """Move a fully written world into place; an older world at `out` is removed only afterwards."""
+    replace_dir(staged, out)
