@@ -29,7 +29,6 @@ from PIL import Image
 from safetensors import SafetensorError
 from transformers import (
     AutoProcessor,
-    BitsAndBytesConfig,
     LlavaForConditionalGeneration,
     StoppingCriteria,
     StoppingCriteriaList,
@@ -40,12 +39,10 @@ from transformers.generation.streamers import BaseStreamer
 from clips_tower.images import load_rgb
 from clips_tower.inputs import PROCESSOR_FILES as IMAGE_PROCESSOR_FILES
 from clips_tower.inputs import TOKENIZER_FILES, InputError, check_weights
-from clips_tower.io import check_known, unknown_message
+from clips_tower.io import check_known, lookup
+from llava_train.model import bnb_config
 
-# Full module prefixes of `LlavaForConditionalGeneration` that stay in full precision: the tower,
-# the projector (both small and accuracy-sensitive) and the output head (bitsandbytes' default).
-UNQUANTIZED_MODULES = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
-QUANT_MODES = ("4bit", "8bit")
+QUANT_BITS = {"4bit": 4, "8bit": 8}  # --quant -> bits; the tower, projector and head stay unquantized
 DEVICES = ("auto", "cpu", "cuda")
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
 
@@ -133,17 +130,11 @@ def _dtype_for(device: str, quant: str | None) -> torch.dtype:
     return torch.float32  # bf16 matmuls are slow or missing on most CPUs
 
 
-def quantization_config(quant: str | None, dtype: torch.dtype) -> BitsAndBytesConfig | None:
+def quantization_config(quant: str | None, dtype: torch.dtype):
+    """The bitsandbytes config for `--quant` (None: no quantization)."""
     if quant is None:
         return None
-    if quant == "4bit":
-        return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
-            bnb_4bit_use_double_quant=True, llm_int8_skip_modules=UNQUANTIZED_MODULES,
-        )
-    if quant == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_MODULES)
-    raise ChatInputError(unknown_message("quantization", quant, QUANT_MODES))
+    return bnb_config(lookup(QUANT_BITS, quant, "quantization", error=ChatInputError), dtype)
 
 
 def load_llava(model_dir: str | Path, base: str | Path | None = None, quant: str | None = None,

@@ -24,6 +24,27 @@ from llava_train.templates import IMAGE, get_template
 
 log = logging.getLogger(__name__)
 
+# Full module prefixes of `LlavaForConditionalGeneration` that stay in full precision under 4/8-bit
+# loading: the tower, the projector (both small and accuracy-sensitive) and the output head
+# (bitsandbytes' default). Full prefixes: a bare "vision_tower" is ignored and the tower gets
+# quantized (measured, bitsandbytes 0.50).
+UNQUANTIZED_MODULES = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
+
+
+def bnb_config(bits: int, compute_dtype: torch.dtype):
+    """The bitsandbytes config to load a Llava in `bits`: 4 = NF4 with double quantization computing
+    in `compute_dtype` (QLoRA's), 8 = LLM.int8(); `UNQUANTIZED_MODULES` stay in full precision."""
+    from transformers import BitsAndBytesConfig
+
+    skip = list(UNQUANTIZED_MODULES)
+    if bits == 4:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+                                  bnb_4bit_use_double_quant=True, llm_int8_skip_modules=skip)
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    raise ValueError(f"bitsandbytes loads 4 or 8 bits, not {bits!r}")
+
+
 def add_llava_tokens(tokenizer) -> int:
     """Add `<image>` (and `<pad>` if missing) as special tokens; returns how many were added."""
     added = 0

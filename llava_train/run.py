@@ -138,16 +138,14 @@ def _inputs_fingerprint(margs, dargs, targs) -> dict:
 
 
 def load_model(init: Path, margs, targs, spec):
-    from transformers import BitsAndBytesConfig, LlavaForConditionalGeneration
+    from transformers import LlavaForConditionalGeneration
+
+    from llava_train.model import bnb_config
 
     dtype = torch.bfloat16 if targs.bf16 else torch.float16 if targs.fp16 else torch.float32
     kwargs = {"dtype": dtype, "attn_implementation": margs.attn_implementation}
     if spec.bits == 4:
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype,
-            # full prefixes: a bare "vision_tower" is ignored and the tower gets quantized (measured, bitsandbytes 0.50)
-            llm_int8_skip_modules=["model.vision_tower", "model.multi_modal_projector", "lm_head"])
+        kwargs["quantization_config"] = bnb_config(4, dtype)
     model = LlavaForConditionalGeneration.from_pretrained(init, **kwargs)
     model.config.use_cache = False
     if spec.lora:

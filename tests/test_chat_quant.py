@@ -37,3 +37,23 @@ def test_one_shot_4bit(wide_llava_dir, tmp_path, capsys):
     assert answer_4bit.strip()
     assert chat.main(args) == 0
     assert capsys.readouterr().out.strip()  # full precision runs the same prompt too
+
+
+def test_one_bnb_config_for_training_and_chat():
+    from llava_train.chat_session import ChatInputError, quantization_config
+    from llava_train.model import UNQUANTIZED_MODULES, bnb_config
+
+    four = bnb_config(4, torch.bfloat16)
+    assert four.load_in_4bit and not four.load_in_8bit
+    assert four.bnb_4bit_quant_type == "nf4" and four.bnb_4bit_use_double_quant
+    assert four.bnb_4bit_compute_dtype == torch.bfloat16
+    assert four.llm_int8_skip_modules == list(UNQUANTIZED_MODULES) == [
+        "model.vision_tower", "model.multi_modal_projector", "lm_head"]
+    eight = quantization_config("8bit", torch.float16)
+    assert eight.load_in_8bit and not eight.load_in_4bit and eight.llm_int8_skip_modules == list(UNQUANTIZED_MODULES)
+    assert quantization_config("4bit", torch.float32).to_dict() == bnb_config(4, torch.float32).to_dict()
+    assert quantization_config(None, torch.float32) is None
+    with pytest.raises(ChatInputError, match="^unknown quantization '2bit'; known: 4bit, 8bit$"):
+        quantization_config("2bit", torch.float32)
+    with pytest.raises(ValueError, match="4 or 8"):
+        bnb_config(2, torch.float32)
