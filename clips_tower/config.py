@@ -149,8 +149,7 @@ class ClipsRunConfig:
         if m.k < 1 or m.caption_positions < 0 or self.optim.batch_size < 1 or self.optim.steps < 0:
             raise ValueError("method.k and optim.batch_size must be positive, optim.steps >= 0 "
                              "(0: export the initialised, untrained tower)")
-        if self.run.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"run.precision {self.run.precision!r}; known: auto, fp32, bf16")
+        check_known(self.run.precision, ("auto", "fp32", "bf16"), "run.precision")
         parse_caption_sources(self.data.web_caption_key, "data.web_caption_key")  # ValueError when malformed
         parse_caption_sources(self.data.synthetic_caption_key, "data.synthetic_caption_key")
         status = self.data.require_json_status

@@ -26,7 +26,7 @@ from typing import Callable
 import yaml
 
 from clips_tower.images import open_image
-from clips_tower.io import atomic_path
+from clips_tower.io import atomic_path, lookup
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 
@@ -73,9 +73,7 @@ LOCAL_TASKS: dict[str, LocalTask] = {
 
 
 def get_local_task(name: str) -> LocalTask:
-    if name not in LOCAL_TASKS:
-        raise ValueError(f"unknown local task {name!r}; known: {', '.join(LOCAL_TASKS)}")
-    return LOCAL_TASKS[name]
+    return lookup(LOCAL_TASKS, name, "local task")
 
 
 def _read_rows(split_dir: Path, spec: LocalTask) -> tuple[list[dict], int]:

@@ -79,8 +79,7 @@ class Command:
 def build_command(model: str, tasks: list[str], output_path: Path, *, lmms_model: str = "llava_hf",
                   device: str = "cpu", batch_size: int = 1, limit: int | None = None,
                   include_path: Path | None = None, offline: bool = False) -> Command:
-    if lmms_model not in LMMS_MODELS:
-        raise ValueError(f"unknown lmms-eval model {lmms_model!r}; known: {', '.join(LMMS_MODELS)}")
+    check_known(lmms_model, LMMS_MODELS, "lmms-eval model")
     model_args = f"pretrained={model},device={device}"
     if lmms_model == "llava_hf":
         model_args += f",device_map={device}"  # stock llava_hf moves the model to "cuda" otherwise

@@ -163,14 +163,14 @@ def check_inputs(margs, dargs, targs) -> None:
     """Every path and name a run reads, checked before anything is assembled or loaded, so a bad one is
     one line naming it (used by `llava train` and `llava check-data`). Hub ids are left to the hub."""
     from clips_tower.inputs import check_model_dir, check_safetensors
+    from clips_tower.io import check_known
     from llava_train.model import IMAGE_ASPECT_RATIOS
     from llava_train.stages import get_stage
     from llava_train.templates import get_template
 
     get_stage(margs.stage, margs.train_tower)
     get_template(dargs.template)
-    if dargs.image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
-        raise ValueError(f"unknown image_aspect_ratio {dargs.image_aspect_ratio!r}; known: {', '.join(IMAGE_ASPECT_RATIOS)}")
+    check_known(dargs.image_aspect_ratio, IMAGE_ASPECT_RATIOS, "image_aspect_ratio")
     if not margs.model_name_or_path:
         raise ValueError("--model_name_or_path is required (a causal LM or a Llava directory)")
     model = Path(margs.model_name_or_path)
