@@ -3,6 +3,7 @@
     from clips_tower.inputs import InputError, check_safetensors, check_model_dir, read_yaml_mapping
     check_safetensors("runs/lm/model.safetensors")       # truncated / corrupt header -> InputError
     cfg = check_model_dir("runs/llava", model_type="llava", processor=True, tokenizer=True)
+    is_llava_dir("runs/llava"), is_hub_id("llava-hf/llava-1.5-7b-hf")   # True, True
 
 Loaders deep in transformers, safetensors and open_clip fail on such files with messages that do
 not say which file (`SafetensorError: Error while deserializing header: incomplete metadata`), or
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -22,6 +24,8 @@ PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
                    "tekken.json", "tokenizer.tiktoken")
 _MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
+LLAVA = "llava"  # config.json model_type of a stock HF Llava
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # owner/name on the Hugging Face Hub
 
 
 class InputError(ValueError):
@@ -126,9 +130,8 @@ def check_model_dir(model_dir: str | Path, model_type: str | None = None, *, wei
     if not (model_dir / "config.json").is_file():
         raise InputError(f"{model_dir}: not a {what} directory (no config.json)")
     config = read_json_object(model_dir / "config.json", "config.json")
-    if model_type is not None and config.get("model_type") != model_type:
-        raise InputError(f"{model_dir}: not a {model_type.capitalize()} model directory (config.json "
-                         f"model_type={config.get('model_type')!r}, expected {model_type!r})")
+    if model_type is not None:
+        check_model_type(model_dir, config, model_type)
     if weights:
         check_weights(model_dir, what)
     if processor and not any((model_dir / f).is_file() for f in PROCESSOR_FILES):
@@ -136,6 +139,28 @@ def check_model_dir(model_dir: str | Path, model_type: str | None = None, *, wei
     if tokenizer and not any((model_dir / f).is_file() for f in TOKENIZER_FILES):
         raise InputError(f"{model_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, ...)")
     return config
+
+
+def check_model_type(model_dir: str | Path, config: dict, model_type: str) -> None:
+    """InputError unless `config` (the config.json of `model_dir`) has this `model_type`."""
+    if config.get("model_type") != model_type:
+        raise InputError(f"{model_dir}: not a {model_type.capitalize()} model directory (config.json "
+                         f"model_type={config.get('model_type')!r}, expected {model_type!r})")
+
+
+def is_llava_dir(path: str | Path) -> bool:
+    """Whether `path` is a local stock HF Llava directory: a readable config.json with model_type "llava"
+    (False for a hub id, a language model, a missing or unreadable config)."""
+    try:
+        check_model_type(path, read_json_object(Path(path) / "config.json", "config.json"), LLAVA)
+    except InputError:
+        return False
+    return True
+
+
+def is_hub_id(name: str | Path) -> bool:
+    """Whether `name` has the shape of a Hugging Face Hub id `owner/name` (it says nothing of existence)."""
+    return _HUB_ID.fullmatch(str(name)) is not None
 
 
 def read_yaml_mapping(path: str | Path, expected: str = "a mapping") -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -24,7 +23,6 @@ EXAMPLES = {
               "--baseline openai-clip --out runs/eval/report",
     "prepare": "example:\n  clips-llava eval prepare --world runs/world --out runs/eval-data",
 }
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 class UsageError(ValueError):
@@ -75,17 +73,17 @@ def _split(s: str | None) -> list[str] | None:
 def _check_model(model: str, local: bool) -> None:
     """A local --model must be a complete stock Llava dir (checked here: lmms-eval's own failure is a
     traceback in its log); a hub id is left to lmms-eval."""
-    from clips_tower.inputs import InputError, check_model_dir
+    from clips_tower.inputs import LLAVA, InputError, check_model_dir, is_hub_id
 
     path = Path(model)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UsageError(f"--model {model}: no config.json (not an HF model directory)")
         try:
-            check_model_dir(path, "llava", processor=True, tokenizer=True, what="Llava model")
+            check_model_dir(path, LLAVA, processor=True, tokenizer=True, what="Llava model")
         except InputError as e:
             raise UsageError(f"--model {e}") from None
-    elif local or not _HUB_ID.match(model):
+    elif local or not is_hub_id(model):
         raise UsageError(f"--model {model}: directory not found")
 
 

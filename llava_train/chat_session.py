@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import json
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +37,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from clips_tower.images import load_rgb
 from clips_tower.inputs import PROCESSOR_FILES as IMAGE_PROCESSOR_FILES
-from clips_tower.inputs import TOKENIZER_FILES, InputError, check_weights
+from clips_tower.inputs import LLAVA, TOKENIZER_FILES, InputError, check_model_type, check_weights, is_hub_id
 from clips_tower.io import check_known, lookup
 from llava_train.model import bnb_config
 
@@ -51,7 +50,6 @@ class ChatInputError(ValueError):
     """Bad user input (model dir, image, device): the message is one line, shown as is."""
 
 
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt"]  # never pickles
 
 
@@ -59,7 +57,7 @@ def resolve_model_dir(name: str | Path) -> Path:
     """A local directory as is; an `owner/name` that is not one is fetched from (or found in the
     cache of) the Hugging Face Hub, e.g. `llava-hf/llava-1.5-7b-hf`. Offline, only the cache."""
     path = Path(name).expanduser()
-    if path.exists() or not HUB_ID.fullmatch(str(name)):
+    if path.exists() or not is_hub_id(name):
         return path
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -93,9 +91,10 @@ def _read_config(path: Path) -> dict:
 def check_llava_dir(path: str | Path) -> Path:
     """Raise ChatInputError unless `path` holds a stock HF Llava model (model_type "llava")."""
     path = Path(path)
-    model_type = _read_config(path).get("model_type")
-    if model_type != "llava":
-        raise ChatInputError(f"{path} is not a Llava model directory (config.json model_type={model_type!r}, expected 'llava')")
+    try:
+        check_model_type(path, _read_config(path), LLAVA)
+    except InputError as e:
+        raise ChatInputError(str(e)) from None
     try:  # truncated or corrupt weight files: named here, before transformers' nameless SafetensorError
         check_weights(path, "Llava model")
     except InputError as e:

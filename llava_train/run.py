@@ -21,17 +21,13 @@ from pathlib import Path
 
 import torch
 
+from clips_tower.inputs import is_llava_dir
 from clips_tower.io import atomic_write
 from llava_train.data import LlavaCollator, LlavaDataset
 from llava_train.skips import BadSampleTracker
 from llava_train.stages import apply_stage, get_stage
 
 log = logging.getLogger("llava_train.run")
-
-
-def _is_llava_dir(path: str) -> bool:
-    cfg = Path(path) / "config.json"
-    return cfg.is_file() and json.loads(cfg.read_text()).get("model_type") == "llava"
 
 
 @contextmanager
@@ -78,7 +74,7 @@ def prepare_init(margs, dargs, targs) -> Path:
 
     HF's multi-node convention: on shared storage global rank 0 assembles it while every other rank
     (all nodes) waits; with `save_on_each_node` (node-local disks) each node's local main assembles its own."""
-    if _is_llava_dir(margs.model_name_or_path) and not margs.pretrain_mm_mlp_adapter:
+    if is_llava_dir(margs.model_name_or_path) and not margs.pretrain_mm_mlp_adapter:
         return Path(margs.model_name_or_path)
     init = Path(targs.output_dir) / "init"
     per_node = targs.save_on_each_node
@@ -91,7 +87,7 @@ def prepare_init(margs, dargs, targs) -> Path:
             log.warning("%s was assembled from other inputs; assembling it again", init)
             shutil.rmtree(init)
         if builder and not (init / "config.json").is_file():
-            if _is_llava_dir(margs.model_name_or_path):  # a Llava dir + a projector to load into it
+            if is_llava_dir(margs.model_name_or_path):  # a Llava dir + a projector to load into it
                 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
                 from llava_train.model import save_llava

@@ -119,3 +119,31 @@ def test_usage_errors_exit_2(tiny_llava_dir, capsys):
 def test_cuda_requested_without_cuda(tiny_llava_dir, capsys):
     assert chat.main(["--model", str(tiny_llava_dir), "--prompt", "Hi", "--device", "cuda"]) == 2
     _one_line_error(capsys, "CUDA")
+
+
+@pytest.mark.parametrize("name, hub", [
+    ("llava-hf/llava-1.5-7b-hf", True), ("openai/clip-vit-large-patch14-336", True), ("UCSC-VLAA/ViT_L.14", True),
+    ("gpt2", False), ("./llava", False), ("../llava", False), ("/abs/llava", False), ("runs/eval/llava", False),
+    ("~/llava", False), ("owner/", False), ("owner/with space", False),
+])
+def test_one_hub_id_shape_for_chat_eval_and_towers(name, hub):
+    from clips_tower.inputs import is_hub_id
+
+    assert is_hub_id(name) is hub
+
+
+def test_one_llava_dir_check(tiny_llava_dir, tmp_path):
+    from clips_tower.inputs import InputError, check_model_type, is_llava_dir
+
+    assert is_llava_dir(tiny_llava_dir) and is_llava_dir(str(tiny_llava_dir))
+    for name, config in {"bert": json.dumps({"model_type": "bert"}), "broken": "{not json", "list": "[]",
+                         "empty": None}.items():
+        d = tmp_path / name
+        d.mkdir()
+        if config is not None:
+            (d / "config.json").write_text(config)
+        assert not is_llava_dir(d), name
+    assert not is_llava_dir(tmp_path / "missing") and not is_llava_dir("llava-hf/llava-1.5-7b-hf")
+    with pytest.raises(InputError, match=r"bert: not a Llava model directory \(config.json model_type='bert', "
+                                         r"expected 'llava'\)"):
+        check_model_type(tmp_path / "bert", {"model_type": "bert"}, "llava")

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from clips_tower.adapter.registry import PREPROCESS, TOWERS, TowerSpec, arch_json, get_tower
+from clips_tower.inputs import is_hub_id
 from clips_tower.io import check_known
 
 
@@ -269,7 +270,7 @@ def _resolve(target: str, name: str, random_init: bool, seed: int, recipe: str |
         visual = build_visual(model_cfg, seed=seed)
         return SourceTower(name, "open_clip", visual=visual, preprocess_cfg=_preprocess_cfg(visual, model_cfg, None, recipe),
                            random_init=True, seed=seed, info={"model_cfg": model_cfg})
-    if target.count("/") == 1 and not target.startswith((".", "/")):
+    if is_hub_id(target):
         if random_init:
             raise SourceError(f"--random-init is for open_clip architectures, not HF model ids ({target})")
         return _load_hf_clip(target)
