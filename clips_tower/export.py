@@ -21,16 +21,13 @@ from pathlib import Path
 import open_clip
 from safetensors.torch import save_file
 
+from clips_tower.adapter.registry import PREPROCESS
 from clips_tower.io import atomic_dir
 from clips_tower.model import open_clip_cfg
 
-# CLIPS preprocessing (the CLIPS open_clip configs): ImageNet statistics, bilinear, squash resize.
-CLIPS_PREPROCESS = {
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "interpolation": "bilinear",
-    "resize_mode": "squash",
-}
+# CLIPS preprocessing (ImageNet statistics, bilinear, squash resize): the adapter registry's recipe,
+# with JSON-style lists as open_clip configs hold them.
+CLIPS_PREPROCESS = {k: list(v) if isinstance(v, tuple) else v for k, v in PREPROCESS["clips"].items()}
 
 
 def preprocess_cfg(arch: dict) -> dict:

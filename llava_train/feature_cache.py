@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from clips_tower.io import atomic_path
+from llava_train.model import tower_image_shape
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,7 @@ def build_feature_cache(model, dataset, device: str | torch.device = "cpu", batc
     keys = {p: _image_key(p) if p.is_file() else str(p) for p in paths} if file is not None else {p: str(p) for p in paths}
     missing = [p for p in paths if keys[p] not in stored]
     if "zero_image" not in stored:
-        vcfg = llava.config.vision_config
-        size = vcfg.image_size if isinstance(vcfg.image_size, int) else vcfg.image_size[0]
-        zeros = torch.zeros((1, vcfg.num_channels, size, size), dtype=dtype, device=device)
+        zeros = torch.zeros((1, *tower_image_shape(llava.config.vision_config)), dtype=dtype, device=device)
         stored["zero_image"] = tower_features(llava, zeros)[0].cpu()
     bad: dict[Path, str] = {}
     for k in range(0, len(missing), batch_size):

@@ -65,9 +65,16 @@ def num_tower_tokens(tower, image_size: int, patch_size: int) -> tuple[int, int]
     return patches, seq - patches
 
 
-def _image_size(vision_config) -> int:
+def tower_image_size(vision_config) -> int:
+    """The tower's square input side: `image_size` is an int or an (H, W) pair in HF vision configs."""
     size = vision_config.image_size
     return size if isinstance(size, int) else size[0]
+
+
+def tower_image_shape(vision_config) -> tuple[int, int, int]:
+    """(channels, side, side) of one preprocessed image for this tower."""
+    side = tower_image_size(vision_config)
+    return vision_config.num_channels, side, side
 
 
 IMAGE_ASPECT_RATIOS = ("native", "pad")
@@ -123,7 +130,7 @@ def assemble_llava(vision_tower: str | Path, language_model: str | Path, out: st
     lm = AutoModelForCausalLM.from_pretrained(language_model)
     tokenizer = AutoTokenizer.from_pretrained(language_model)
     vcfg = tower.config
-    patches, extra = num_tower_tokens(tower, _image_size(vcfg), vcfg.patch_size)
+    patches, extra = num_tower_tokens(tower, tower_image_size(vcfg), vcfg.patch_size)
     if extra != 1:
         raise ValueError(f"tower emits {extra} non-patch tokens; the 'default' feature strategy drops exactly one (CLS)")
     add_llava_tokens(tokenizer)

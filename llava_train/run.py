@@ -24,6 +24,7 @@ import torch
 from clips_tower.inputs import is_llava_dir
 from clips_tower.io import atomic_write
 from llava_train.data import LlavaCollator, LlavaDataset
+from llava_train.model import tower_image_shape
 from llava_train.skips import BadSampleTracker
 from llava_train.stages import apply_stage, get_stage
 
@@ -180,7 +181,6 @@ def run(margs, dargs, targs) -> int:
         model.should_save_on_this_rank = _writes_as_told
     trainable = apply_stage(model, spec)
     vcfg = (model.get_base_model() if spec.lora else model).config.vision_config
-    size = vcfg.image_size if isinstance(vcfg.image_size, int) else vcfg.image_size[0]
     cache = None
     if targs.feature_cache:
         if spec.tower:
@@ -191,7 +191,7 @@ def run(margs, dargs, targs) -> int:
         with targs.main_process_first(local=targs.save_on_each_node, desc="tower feature cache"):
             cache = build_feature_cache(model, dataset, device=targs.device, cache_dir=targs.feature_cache_dir)
     ids = (processor.tokenizer.pad_token_id, processor.tokenizer.convert_tokens_to_ids("<image>"),
-           dataset.num_image_tokens, (vcfg.num_channels, size, size))
+           dataset.num_image_tokens, tower_image_shape(vcfg))
     if targs.packing:
         from llava_train.packing import PackingCollator
 

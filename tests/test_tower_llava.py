@@ -91,3 +91,20 @@ def test_tiny_llava_with_clips_tower_roundtrip(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert got == {"diff": pytest.approx(0.0, abs=1e-5), "gen_equal": True, "tower": "ViTModel"}
+
+
+def test_one_image_size_normaliser_and_one_source_of_clips_statistics():
+    from types import SimpleNamespace
+
+    from clips_tower.adapter.registry import PREPROCESS
+    from clips_tower.export import preprocess_cfg
+    from llava_train.model import tower_image_shape, tower_image_size
+
+    assert tower_image_size(SimpleNamespace(image_size=336)) == 336
+    assert tower_image_size(SimpleNamespace(image_size=(224, 224))) == 224
+    assert tower_image_shape(SimpleNamespace(image_size=[64, 64], num_channels=3)) == (3, 64, 64)
+    pre = preprocess_cfg({"vision_cfg": {"image_size": 32}})
+    clips = PREPROCESS["clips"]
+    assert pre["size"] == 32 and pre["interpolation"] == clips["interpolation"] == "bilinear"
+    assert pre["resize_mode"] == clips["resize_mode"] == "squash"
+    assert pre["mean"] == list(clips["mean"]) and pre["std"] == list(clips["std"])  # lists, as in open_clip JSON
