@@ -159,6 +159,28 @@ def batch_bad_samples(batch: list[dict]) -> dict:
     return {"n": len(batch), "bad": [tuple(x) for b in batch for x in b.get("bad_samples", ())]}
 
 
+def zero_image_tokens(has_image: bool, num_image_tokens: int, image_shape) -> int:
+    """`<image>` tokens of the stand-in zero image a batch without any image gets (see LlavaCollator):
+    all of them when the collator knows the image shape, none for a batch that has images."""
+    return num_image_tokens if not has_image and image_shape is not None else 0
+
+
+def zero_image(image_shape: tuple[int, int, int], cached_features: bool) -> tuple[list[int], list[torch.Tensor]]:
+    """The stand-in zero image as (feature-cache rows, pixel tensors): row 0 of a feature cache, which
+    holds the zero image's features, or one all-zero (C, H, W) pixel tensor."""
+    return ([0], []) if cached_features else ([], [torch.zeros(image_shape)])
+
+
+def put_images(out: dict, pixels: list[torch.Tensor], image_rows: list[int]) -> dict:
+    """Add a batch's images to `out`: `pixel_values` (N, C, H, W) in `<image>` token order, or
+    `image_rows` (N,), their feature-cache rows."""
+    if pixels:
+        out["pixel_values"] = torch.stack(pixels)
+    if image_rows:
+        out["image_rows"] = torch.tensor(image_rows, dtype=torch.long)
+    return out
+
+
 class LlavaCollator:
     """Right-pads a batch; `pixel_values` stacks the batch's images in order.
 
@@ -178,7 +200,7 @@ class LlavaCollator:
     def __call__(self, batch: list[dict]) -> dict:
         images = [b["pixel_values"] for b in batch if "pixel_values" in b]
         image_rows = [b["image_row"] for b in batch if "image_row" in b]
-        extra = self.num_image_tokens if not images and not image_rows and self.image_shape is not None else 0
+        extra = zero_image_tokens(bool(images or image_rows), self.num_image_tokens, self.image_shape)
         longest = max(len(b["input_ids"]) for b in batch)
         length = max(longest, len(batch[0]["input_ids"]) + extra)
         if self.pad_to_multiple_of:
@@ -193,17 +215,12 @@ class LlavaCollator:
         if extra:
             n = len(batch[0]["input_ids"])
             input_ids[0, n:n + extra] = self.image_token_id
-            if self.cached_features:
-                image_rows = [0]  # row 0 of a feature cache holds the zero image's features
-            else:
-                images = [torch.zeros(self.image_shape)]
-        if images:
-            out["pixel_values"] = torch.stack(images)  # (N_images, 3, H, W)
-        if image_rows:
-            out["image_rows"] = torch.tensor(image_rows, dtype=torch.long)  # (N_images,) feature-cache rows
+            image_rows, images = zero_image(self.image_shape, self.cached_features)
+        put_images(out, images, image_rows)
         out["bad_samples"] = batch_bad_samples(batch)
         return out
 
 
 __all__ = ["IMAGE", "IGNORE_INDEX", "LlavaDataset", "LlavaCollator", "TooManyBadSamples", "SkipCounter",
-           "DataFileError", "BadSample", "num_image_tokens", "load_image", "batch_bad_samples"]
+           "DataFileError", "BadSample", "num_image_tokens", "load_image", "batch_bad_samples",
+           "zero_image_tokens", "zero_image", "put_images"]

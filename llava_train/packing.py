@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from llava_train.data import IGNORE_INDEX, batch_bad_samples
+from llava_train.data import IGNORE_INDEX, batch_bad_samples, put_images, zero_image, zero_image_tokens
 
 
 def pack_rows(lengths: list[int], max_length: int) -> list[list[int]]:
@@ -54,7 +54,7 @@ class PackingCollator:
         lengths = [len(b["input_ids"]) for b in batch]
         rows = pack_rows(lengths, max(self.max_length or 0, max(lengths)))
         has_image = any("pixel_values" in b or "image_row" in b for b in batch)
-        dummy = self.num_image_tokens if not has_image and self.image_shape is not None else 0
+        dummy = zero_image_tokens(has_image, self.num_image_tokens, self.image_shape)
         width = max(sum(lengths[i] for i in row) for row in rows)
         width = max(width, sum(lengths[i] for i in rows[-1]) + dummy)
         if self.pad_to_multiple_of:
@@ -82,11 +82,8 @@ class PackingCollator:
                 t += dummy
             position_ids[r, t:] = torch.arange(width - t)  # trailing padding: a segment of its own
         out = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
-        if dummy:  # row 0 of a feature cache holds the zero image's features
-            image_rows, pixels = ([0], []) if self.cached_features else ([], [torch.zeros(self.image_shape)])
-        if pixels:
-            out["pixel_values"] = torch.stack(pixels)  # (N_images, 3, H, W), row-major token order
-        if image_rows:
-            out["image_rows"] = torch.tensor(image_rows, dtype=torch.long)  # (N_images,) feature-cache rows
+        if dummy:
+            image_rows, pixels = zero_image(self.image_shape, self.cached_features)
+        put_images(out, pixels, image_rows)  # row-major token order
         out["bad_samples"] = batch_bad_samples(batch)
         return out

@@ -196,3 +196,26 @@ def test_every_llava_config_parses(tmp_path):
     for cfg in sorted((REPO / "configs/llava").glob("*.yaml")):
         m, d, t = parse_args(["--config", str(cfg), "--output_dir", str(tmp_path), "--deepspeed", "", "--use_cpu", "true"])
         assert m.stage in ("stage1", "stage2", "stage2_lora") and d.template in ("plain", "vicuna_v1"), cfg
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["pixels", "feature-cache"])
+def test_both_collators_give_a_text_only_batch_the_same_zero_image(cached):
+    from llava_train.data import LlavaCollator
+    from llava_train.packing import PackingCollator
+
+    def item(n, **extra):
+        return {"input_ids": torch.arange(1, n + 1), "labels": torch.arange(1, n + 1), **extra}
+
+    args = (0, 99, 4, (3, 8, 8))  # pad id, <image> id, image tokens, image shape
+    for collator in (LlavaCollator(*args, cached_features=cached), PackingCollator(*args, cached_features=cached)):
+        out = collator([item(5), item(3)])
+        assert int((out["input_ids"] == 99).sum()) == 4, type(collator).__name__
+        if cached:
+            assert out["image_rows"].tolist() == [0] and "pixel_values" not in out
+        else:
+            assert "image_rows" not in out and out["pixel_values"].shape == (1, 3, 8, 8)
+            assert not out["pixel_values"].any()
+        shown = collator([item(5, **({"image_row": 7} if cached else {"pixel_values": torch.ones(3, 8, 8)}))])
+        assert int((shown["input_ids"] == 99).sum()) == 0  # a batch with an image gets no zero image
+        assert (shown["image_rows"].tolist() == [7]) if cached else bool(shown["pixel_values"].all())
+        assert "pixel_values" not in collator.__class__(*args[:3], None)([item(5)])  # no shape: no zero image
