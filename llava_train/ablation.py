@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clips_tower.io import atomic_write, save_figure
 from llava_train.demo_steps import Step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,10 +120,8 @@ def plot(rows: list[dict], path: Path) -> None:
     b.set_title("sub-caption: R@1 against K")
     b.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_table(runs: dict[tuple[str, int, int], dict], out: Path) -> str:
@@ -134,9 +133,7 @@ def write_table(runs: dict[tuple[str, int, int], dict], out: Path) -> str:
              "variant.\n\n")
     for name, text in (("ablation.md", intro + md + "\n\n![ablation](ablation.png)\n"),
                        ("ablation.json", json.dumps({"rows": rows}, indent=2))):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(out / name)
+        atomic_write(out / name, text)
     plot(rows, out / "ablation.png")
     return md
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from clips_tower.io import atomic_write, unknown_message
 from llava_train import ablation
 from llava_train.demo_steps import Step, StepFailed, run_steps
 
@@ -74,8 +75,8 @@ DEMO_PRESETS: dict[str, DemoPreset] = {
 
 
 def get_preset(name: str) -> DemoPreset:
-    if name not in DEMO_PRESETS:
-        raise ValueError(f"unknown demo preset {name!r}; known: {', '.join([*DEMO_PRESETS, *ablation.ABLATION_PRESETS])}")
+    if name not in DEMO_PRESETS:  # the message lists the ablation presets too: `--preset` takes both
+        raise ValueError(unknown_message("demo preset", name, [*DEMO_PRESETS, *ablation.ABLATION_PRESETS]))
     return DEMO_PRESETS[name]
 
 
@@ -217,9 +218,7 @@ def write_summary(out: Path, preset_name: str, preset: DemoPreset, seed: int, ti
             f"## LLaVA gains over `{BASELINE}`\n\n{report_md}\n\n{seeds_md}"
             f"## Training curves\n\n![curves](report/curves.png)\n\n"
             f"## Chat with the CLIPS LLaVA\n\n    {chat}\n")
-    tmp = out / "summary.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(out / "summary.md")
+    atomic_write(out / "summary.md", text)
     return text
 
 

@@ -8,6 +8,8 @@ only because nothing can be downloaded here. `tiny` is for tests, `demo` for `cl
 """
 from __future__ import annotations
 
+from clips_tower.io import lookup
+
 # name -> LlamaConfig fields + tokenizer vocabulary size. Exact keys only.
 LM_PRESETS: dict[str, dict] = {
     "tiny": dict(
@@ -23,6 +25,4 @@ LM_PRESETS: dict[str, dict] = {
 
 def get_lm_preset(name: str) -> dict:
     """The preset's fields (a copy); unknown names raise ValueError listing the known ones."""
-    if name not in LM_PRESETS:
-        raise ValueError(f"unknown LM preset {name!r}; known: {', '.join(LM_PRESETS)}")
-    return dict(LM_PRESETS[name])
+    return dict(lookup(LM_PRESETS, name, "LM preset"))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from clips_tower.io import check_known
+
 
 @dataclass(frozen=True)
 class WorldPreset:
@@ -75,8 +77,7 @@ def preset_fields() -> list[str]:
 
 def get_preset(name: str, **overrides: int) -> WorldPreset:
     """The preset `name` with `overrides` applied; ValueError listing known names/fields otherwise."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    check_known(name, PRESETS, "preset")
     unknown = sorted(set(overrides) - set(preset_fields()))
     if unknown:
         raise ValueError(f"unknown preset field(s) {', '.join(unknown)}; known: {', '.join(preset_fields())}")
