@@ -52,6 +52,7 @@ class PtyProcess:
             # as at a real terminal: a runner started in the background (`cmd &` in a non-interactive
             # shell) has SIGINT ignored, and an ignored signal stays ignored across exec
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])  # a blocked signal stays blocked too
             os.chdir(ROOT)
             os.execvpe(argv[0], argv, {**os.environ, **(env or {})})
         self.output = ""
