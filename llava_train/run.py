@@ -24,7 +24,7 @@ import torch
 from clips_tower.inputs import is_llava_dir
 from clips_tower.io import atomic_write
 from llava_train.data import LlavaCollator, LlavaDataset
-from llava_train.model import tower_image_shape
+from llava_train.model import bnb_config, tower_image_shape
 from llava_train.skips import BadSampleTracker
 from llava_train.stages import apply_stage, get_stage
 
@@ -136,8 +136,6 @@ def _inputs_fingerprint(margs, dargs, targs) -> dict:
 
 def load_model(init: Path, margs, targs, spec):
     from transformers import LlavaForConditionalGeneration
-
-    from llava_train.model import bnb_config
 
     dtype = torch.bfloat16 if targs.bf16 else torch.float16 if targs.fp16 else torch.float32
     kwargs = {"dtype": dtype, "attn_implementation": margs.attn_implementation}

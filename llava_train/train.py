@@ -162,7 +162,7 @@ def _check_path(value: str | None, flag: str, kind: str) -> Path | None:
 def check_inputs(margs, dargs, targs) -> None:
     """Every path and name a run reads, checked before anything is assembled or loaded, so a bad one is
     one line naming it (used by `llava train` and `llava check-data`). Hub ids are left to the hub."""
-    from clips_tower.inputs import check_model_dir, check_safetensors, is_llava_dir
+    from clips_tower.inputs import LLAVA, check_model_dir, check_safetensors
     from clips_tower.io import check_known
     from llava_train.model import IMAGE_ASPECT_RATIOS
     from llava_train.stages import get_stage
@@ -175,9 +175,8 @@ def check_inputs(margs, dargs, targs) -> None:
         raise ValueError("--model_name_or_path is required (a causal LM or a Llava directory)")
     model = Path(margs.model_name_or_path)
     if model.exists() or margs.model_name_or_path.startswith((".", "/", "~")):
-        check_model_dir(model, what="model_name_or_path")
-        check_model_dir(model, weights=False, tokenizer=True, what="model_name_or_path")
-        if is_llava_dir(model):
+        config = check_model_dir(model, tokenizer=True, what="model_name_or_path")  # config, weights, tokenizer
+        if config.get("model_type") == LLAVA:
             check_model_dir(model, weights=False, processor=True, what="model_name_or_path")
     if margs.vision_tower and (Path(margs.vision_tower).exists() or margs.vision_tower.startswith((".", "/", "~"))):
         check_model_dir(margs.vision_tower, processor=True, what="vision_tower")
