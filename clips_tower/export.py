@@ -21,11 +21,11 @@ from pathlib import Path
 import open_clip
 from safetensors.torch import save_file
 
-from clips_tower.adapter.registry import PREPROCESS
+from clips_tower.images import PREPROCESS
 from clips_tower.io import atomic_dir
 from clips_tower.model import open_clip_cfg
 
-# CLIPS preprocessing (ImageNet statistics, bilinear, squash resize): the adapter registry's recipe,
+# CLIPS preprocessing (ImageNet statistics, bilinear, squash resize): the one recipe the exported tower's processor also uses,
 # with JSON-style lists as open_clip configs hold them.
 CLIPS_PREPROCESS = {k: list(v) if isinstance(v, tuple) else v for k, v in PREPROCESS["clips"].items()}
 

@@ -32,6 +32,10 @@ from typing import Callable, Iterable, Iterator
 
 CHUNK = 1 << 20  # bytes read at a time when hashing
 
+# The repository checkout this package runs from (an editable install, as `make install` does).
+# configs/ and scripts/ are read from here: no wheel ships them.
+CHECKOUT = Path(__file__).resolve().parents[1]
+
 
 # ---- names and small operations ----
 

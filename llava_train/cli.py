@@ -1,65 +1,125 @@
-"""The `clips-llava` console script: one registry of subcommands, each a module with `main(argv)`.
+"""`clips-llava llava ...`: train a stage, check its data, merge a LoRA adapter, move projector weights.
 
-    clips-llava --help
-    clips-llava synth --out runs/world --preset tiny
+    clips-llava llava train --config configs/llava/stage1_tiny.yaml --model_name_or_path runs/lm \
+        --vision_tower runs/tower --data_path runs/world/llava/stage1.json \
+        --image_folder runs/world/llava/images --output_dir runs/stage1
+    clips-llava llava check-data --config configs/llava/stage2_tiny.yaml ... --show 2 --report check.json
+    clips-llava llava merge-lora --adapter runs/lora --out runs/lora-merged
+    clips-llava llava projector export --src runs/stage1 --out runs/mm_projector.bin
+    clips-llava llava projector import --src mm_projector.bin --out runs/mm_projector.safetensors
 
-Subcommand modules are imported lazily so that `clips-llava --help` stays fast and a subcommand's
-heavy imports (torch, deepspeed, lmms-eval) are paid only when it runs. Each runs under
-`llava_train.errors.run_guarded`: bad input is one `clips-llava CMD: error: ...` line and exit 2;
-`clips-llava --debug CMD ...` (or CLIPS_LLAVA_DEBUG=1) shows the traceback instead.
+`llava train` is `python -m llava_train.train` without a launcher (one process; DeepSpeed gets a
+single-rank environment). For several processes use `scripts/*.sh` (deepspeed / torchrun).
 """
 from __future__ import annotations
 
-import importlib
-import os
+import argparse
+import logging
 import sys
+from pathlib import Path
 
-from clips_tower.io import unknown_message
-
-# name -> (module exposing `main(argv) -> int`, one-line help). Exact names only.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("llava_train.world.cli", "write the embedded synthetic world (images, captions, LLaVA JSON, eval splits)"),
-    "clips": ("clips_tower.cli", "CLIPS tower pretraining: `clips train`, `clips eval`"),
-    "tower": ("clips_tower.adapter.cli", "export a tower as an HF-native LLaVA vision tower, check parity"),
-    "lm": ("llava_train.lm.cli", "small language model for the embedded world: `lm init`, `lm pretrain`"),
-    "llava": ("llava_train.cli_llava", "LLaVA training: `llava train`, `llava check-data`, `llava merge-lora`, projector import/export"),
-    "eval": ("eval.cli", "lmms-eval runs (`eval run`) and the gains report (`eval report`)"),
-    "chat": ("llava_train.chat", "chat with a Llava model in the terminal (streaming, 4/8-bit)"),
-    "demo": ("llava_train.demo", "the main job: the whole path end to end on the embedded world"),
+EXAMPLES = {
+    "train": "clips-llava llava train --config configs/llava/stage1_tiny.yaml --model_name_or_path runs/lm "
+             "--vision_tower runs/tower --data_path runs/world/llava/stage1.json "
+             "--image_folder runs/world/llava/images --output_dir runs/stage1",
+    "check-data": "clips-llava llava check-data --config configs/llava/stage2_tiny.yaml --model_name_or_path runs/lm "
+                  "--vision_tower runs/tower --data_path runs/world/llava/stage2.json "
+                  "--image_folder runs/world/llava/images --output_dir runs/stage2 --show 2 --report runs/check.json",
+    "merge-lora": "clips-llava llava merge-lora --adapter runs/lora --out runs/lora-merged",
+    "export": "clips-llava llava projector export --src runs/stage1 --out runs/mm_projector.bin",
+    "import": "clips-llava llava projector import --src mm_projector.bin --out runs/mm_projector.safetensors",
 }
-# Commands whose first argument names a nested command (`clips-llava llava train`): errors say which.
-NESTED = {"clips", "tower", "lm", "llava", "eval"}
 
 
-def _usage() -> str:
-    width = max(len(n) for n in SUBCOMMANDS)
-    lines = ["usage: clips-llava [--debug] <command> [options]", "", "commands:"]
-    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
-    lines += ["", "Run `clips-llava <command> --help` for a command's options and an example."]
-    lines += ["--debug (or CLIPS_LLAVA_DEBUG=1): show the traceback of an input error instead of one line."]
-    return "\n".join(lines)
+def _sub(sub, name, help_, example_key=None):
+    return sub.add_parser(name, help=help_, description=help_, epilog="example:\n  " + EXAMPLES[example_key or name],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clips-llava llava", description="LLaVA training and weight tools",
+                                epilog="example:\n  " + EXAMPLES["train"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _sub(sub, "train", "train one stage: --config FILE [--field value ...] (see llava_train/train.py)")
+    c = _sub(sub, "check-data", "the full data pass of `train` without training: bad samples by reason, lengths, "
+                                "learned spans; takes `train`'s --config FILE and --field value arguments, plus:")
+    c.add_argument("--workers", type=int, help="processes that build and decode the samples (default min(4, cores))")
+    c.add_argument("--show", type=int, help="print N rendered samples with the learned tokens marked")
+    c.add_argument("--report", help="write the counts as JSON here")
+    c.add_argument("--write_clean", help="write the input without its bad records here (JSON list, same order)")
+    m = _sub(sub, "merge-lora", "merge a LoRA adapter into its base; writes a stock HF Llava dir")
+    m.add_argument("--adapter", required=True, help="LoRA run output dir (adapter_config.json)")
+    m.add_argument("--base", help="base Llava dir (default: the adapter's base_model_name_or_path)")
+    m.add_argument("--out", required=True)
+    proj = _sub(sub, "projector", "import/export projector weights (LLaVA-1.5 mm_projector.bin)", "export")
+    psub = proj.add_subparsers(dest="action", required=True)
+    for action, help_ in (("export", "to a .bin (LLaVA-1.5 keys) or .safetensors (HF keys)"),
+                          ("import", "from an mm_projector.bin into .safetensors (HF keys)")):
+        a = _sub(psub, action, help_)
+        a.add_argument("--src", required=True, help="stage-1 dir, .safetensors or mm_projector.bin")
+        a.add_argument("--out", required=True)
+    return p
+
+
+def merge_lora(adapter: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
+    """Base Llava (full precision) + adapter -> merge_and_unload -> stock Llava dir with processor."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from llava_train.model import save_llava
+
+    from clips_tower.inputs import check_model_dir, check_weights, read_json_object
+
+    adapter, out = Path(adapter), Path(out)
+    if not adapter.is_dir():
+        raise ValueError(f"--adapter {adapter}: directory not found" if not adapter.exists()
+                         else f"--adapter {adapter}: not a directory")
+    if not (adapter / "adapter_config.json").is_file():
+        raise ValueError(f"--adapter {adapter}: not a LoRA adapter directory (no adapter_config.json)")
+    adapter_cfg = read_json_object(adapter / "adapter_config.json", "adapter_config.json")
+    check_weights(adapter, "LoRA adapter")
+    if base is None:
+        base = adapter_cfg.get("base_model_name_or_path")
+        if not isinstance(base, str) or not base:
+            raise ValueError(f"{adapter / 'adapter_config.json'}: no base_model_name_or_path; pass --base DIR")
+    if Path(base).exists() or str(base).startswith((".", "/", "~")):
+        own_processor = (adapter / "processor_config.json").is_file()
+        check_model_dir(base, "llava", processor=not own_processor, tokenizer=not own_processor, what="base Llava")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a directory")
+    model = LlavaForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    processor = AutoProcessor.from_pretrained(adapter if (adapter / "processor_config.json").is_file() else base)
+    return save_llava(model, processor, out)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--debug"]:
-        from llava_train.errors import DEBUG_ENV
+    if argv[:1] == ["train"] and not {"-h", "--help"} & set(argv):
+        from llava_train.train import main as train_main
 
-        os.environ[DEBUG_ENV] = "1"  # inherited by the subprocesses a command starts (demo steps)
-        argv = argv[1:]
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in SUBCOMMANDS:
-        print(f"clips-llava: {unknown_message('command', name, SUBCOMMANDS)}", file=sys.stderr)
-        return 2
-    from llava_train.errors import run_guarded
+        return train_main(argv[1:])
+    if argv[:1] == ["check-data"] and not {"-h", "--help"} & set(argv):
+        from llava_train.check_data import main as check_main
 
-    prog = f"clips-llava {name}"
-    if name in NESTED and rest and not rest[0].startswith("-"):
-        prog += f" {rest[0]}"
-    return run_guarded(prog, lambda args: importlib.import_module(SUBCOMMANDS[name][0]).main(args), rest)
+        return check_main(argv[1:])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.cmd == "merge-lora":
+            print(f"merged -> {merge_lora(args.adapter, args.out, args.base)}")
+        elif args.cmd == "projector":
+            from llava_train.projector import read_projector, write_projector
+
+            if args.action == "import" and not str(args.out).endswith(".safetensors"):
+                raise ValueError("import writes a .safetensors file (--out ...safetensors)")
+            print(f"wrote {write_projector(read_projector(args.src), args.out)}")
+    except (FileNotFoundError, ValueError) as e:
+        from llava_train.errors import report
+
+        return report(f"clips-llava llava {args.cmd}", e)
+    return 0
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     from PIL import Image
 
-    from llava_train.chat_session import ChatInputError, ChatSession, load_image, load_llava
+    from llava_train.chat.session import ChatInputError, ChatSession, load_image, load_llava
 
     import logging
 

@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     from llava_train.model import assemble_llava
-    from llava_train.world import generate_world
+    from clips_tower.world import generate_world
 
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = Path(tmp)

@@ -64,7 +64,7 @@ def env() -> dict:
 
 
 def cli(*args: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "llava_train.cli", *args], cwd=REPO, env=env(),
+    r = subprocess.run([sys.executable, "-m", "llava_train.pipeline.cli", *args], cwd=REPO, env=env(),
                        capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise SystemExit(f"clips-llava {' '.join(args)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
@@ -102,7 +102,7 @@ def command(args, inputs: dict, out: Path, resume: bool) -> list[str]:
         if args.nproc > 1:
             return py + ["-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
                          f"--master_port={free_port()}", "-m", "clips_tower.train", *rest]
-        return py + ["-m", "llava_train.cli", "clips", "train", *rest]
+        return py + ["-m", "llava_train.pipeline.cli", "clips", "train", *rest]
     config, data, extra = LLAVA_CONFIGS[args.target]
     w = inputs["world"] / "llava"
     rest = ["--config", str(REPO / "configs/llava" / config), "--model_name_or_path", str(inputs["lm"]),

@@ -110,4 +110,4 @@ class PtyProcess:
 
 
 def chat_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "llava_train.chat", *args]
+    return [sys.executable, "-m", "llava_train.chat.cli", *args]

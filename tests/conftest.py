@@ -21,7 +21,7 @@ for _k, _v in {
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """The `tiny` preset of the embedded synthetic world (seed 0), generated once per session."""
-    from llava_train.world import generate_world
+    from clips_tower.world import generate_world
 
     out = tmp_path_factory.mktemp("world") / "tiny"
     generate_world(out, preset="tiny", seed=0)

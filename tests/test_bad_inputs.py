@@ -3,7 +3,7 @@
     pytest -q tests/test_bad_inputs.py
 
 The inputs are the generated corpus of tests/bad_inputs.py, written into a temporary directory.
-Each case runs `clips-llava ...` in-process (`llava_train.cli.main`, output captured); one stage
+Each case runs `clips-llava ...` in-process (`llava_train.pipeline.cli.main`, output captured); one stage
 script and one interactive chat run as real processes. Every case also checks that nothing was
 written outside its output directory: the inputs and the shared fixtures are unchanged and the
 working directory stays empty. At the end the module prints the tally: inputs tried / clean
@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from llava_train import cli
+from llava_train.pipeline import cli
 from tests import bad_inputs as bi
 from tests.llava_helpers import REPO, offline_env
 
@@ -226,7 +226,7 @@ def test_chat_interactive_process(corpus):
     script = f"/image {corpus.images / 'bomb.png'}\n/image {corpus.images / 'symlink_loop.png'}\nHello\n/exit\n"
     TALLY["inputs"] += 2
     try:
-        r = subprocess.run([sys.executable, "-m", "llava_train.cli", "chat", "--model", str(corpus.llava),
+        r = subprocess.run([sys.executable, "-m", "llava_train.pipeline.cli", "chat", "--model", str(corpus.llava),
                             "--temperature", "0", "--max-new-tokens", "2", "--device", "cpu"], input=script,
                            cwd=corpus.cwd, env=offline_env(), capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
@@ -540,7 +540,7 @@ def test_out_is_a_file(corpus, run, cmd):
 # --- --debug, and the stage scripts ------------------------------------------------------------
 
 def test_debug_shows_the_traceback(corpus, monkeypatch):
-    from llava_train.chat_session import ChatInputError
+    from llava_train.chat.session import ChatInputError
 
     monkeypatch.setenv("CLIPS_LLAVA_DEBUG", "0")  # recorded, so that what --debug sets is undone after the test
     with pytest.raises(ChatInputError, match="truncated"):

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from llava_train import chat
+from llava_train.chat import cli as chat
 from tests.chat_helpers import make_image
 
 ONE_SHOT = ["--prompt", "Hi", "--temperature", "0", "--max-new-tokens", "4", "--device", "cpu"]

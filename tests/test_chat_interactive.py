@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from llava_train import chat
+from llava_train.chat import cli as chat
 from tests.chat_helpers import PtyProcess, chat_argv, make_image
 
 
@@ -37,7 +37,7 @@ def test_piped_session_commands(tiny_llava_dir, images, monkeypatch, capsys):
     out = _Recorder()
     monkeypatch.setattr("sys.stdout", out)
     seen = []
-    from llava_train.chat_session import ChatSession
+    from llava_train.chat.session import ChatSession
 
     real_stream = ChatSession.stream
 
@@ -64,7 +64,7 @@ def test_piped_session_commands(tiny_llava_dir, images, monkeypatch, capsys):
 
 
 def test_piped_history_is_kept(tiny_llava_dir, monkeypatch, capsys):
-    from llava_train.chat_session import ChatSession
+    from llava_train.chat.session import ChatSession
 
     lengths = []
     real_generate = ChatSession.generate

@@ -7,8 +7,8 @@ import threading
 import pytest
 import torch
 
-from llava_train import chat
-from llava_train.chat_session import ChatSession, load_llava
+from llava_train.chat import cli as chat
+from llava_train.chat.session import ChatSession, load_llava
 from tests.chat_helpers import make_image, make_lora_adapter
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llava_train import chat
-from llava_train.chat_session import load_llava
+from llava_train.chat import cli as chat
+from llava_train.chat.session import load_llava
 from tests.chat_helpers import make_image
 from tests.tiny_llava import make_tiny_llava
 
@@ -40,7 +40,7 @@ def test_one_shot_4bit(wide_llava_dir, tmp_path, capsys):
 
 
 def test_one_bnb_config_for_training_and_chat():
-    from llava_train.chat_session import ChatInputError, quantization_config
+    from llava_train.chat.session import ChatInputError, quantization_config
     from llava_train.model import UNQUANTIZED_MODULES, bnb_config
 
     four = bnb_config(4, torch.bfloat16)

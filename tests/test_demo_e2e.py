@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from llava_train import demo
+from llava_train.pipeline import demo
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_seeds_repeat_the_llava_stages_and_blind_only_the_first(tmp_path):
 
 
 def test_ablation_preset_on_the_tiny_world(tmp_path):
-    from llava_train import ablation
+    from llava_train.pipeline import ablation
 
     # by default every variant is trained with 2 seeds, all with the same step budget
     steps = ablation.build_steps(ablation.ABLATION_PRESETS["ablation-tiny"], tmp_path, 0)

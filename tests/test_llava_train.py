@@ -124,7 +124,7 @@ def lora_merged(setup, stage1):
     torchrun(1, _args(setup, "stage2_lora_tiny.yaml", out, "stage2.json", "--pretrain_mm_mlp_adapter", str(stage1),
                       "--lora_r", "8", "--lora_alpha", "16", "--max_steps", "2"))
     assert (out / "adapter_model.safetensors").is_file() and (out / "mm_projector.safetensors").is_file()
-    from llava_train.cli_llava import main
+    from llava_train.cli import main
 
     assert main(["merge-lora", "--adapter", str(out), "--out", str(setup["tmp"] / "lora-merged")]) == 0
     return setup["tmp"] / "lora-merged"

@@ -1,11 +1,11 @@
-"""The per-cell linear probe of a tower's LLaVA features (llava_train/tower_probe.py) on a tiny tower."""
+"""The per-cell linear probe of a tower's LLaVA features (clips_tower/probe.py) on a tiny tower."""
 from __future__ import annotations
 
 import json
 
 from clips_tower.adapter.cli import main as tower_main
-from llava_train.tower_probe import cell_labels, main as probe_main
-from llava_train.world.scene import sample_scene
+from clips_tower.probe import cell_labels, main as probe_main
+from clips_tower.world.scene import sample_scene
 from tests.tower_helpers import TINY_JSON
 
 import numpy as np

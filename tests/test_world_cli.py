@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from llava_train.cli import main as clips_llava
-from llava_train.world.cli import main
+from llava_train.pipeline.cli import main as clips_llava
+from clips_tower.world.cli import main
 from tests.world_helpers import tree
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import webdataset as wds
 
-from llava_train.world import generate_world
-from llava_train.world.scene import COLORS, SHAPES
+from clips_tower.world import generate_world
+from clips_tower.world.scene import COLORS, SHAPES
 from tests.world_helpers import pixel_hash, read_jsonl
 
 OBJECT_KEYS = {"shape", "color", "size", "row", "col", "position"}

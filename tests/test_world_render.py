@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llava_train.world.captions import synthetic_caption, web_caption
-from llava_train.world.presets import get_preset
-from llava_train.world.scene import COLORS, render_scene, sample_scene
-from llava_train.world.signs import render_chart, render_sign, sample_chart, sample_sign
+from clips_tower.world.captions import synthetic_caption, web_caption
+from clips_tower.world.presets import get_preset
+from clips_tower.world.scene import COLORS, render_scene, sample_scene
+from clips_tower.world.signs import render_chart, render_sign, sample_chart, sample_sign
 
 
 @pytest.mark.parametrize("size", [32, 64])

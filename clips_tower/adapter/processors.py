@@ -11,9 +11,8 @@ open_clip bit for bit (measured: 0.0). transformers saves either backend as "CLI
 `AutoImageProcessor` reloads the torchvision backend unless asked for `backend="pil"` (about 1/255
 off); `load_tower_processor` always asks for the exact one.
 
-`to_rgb` converts any PIL mode the way the stock processor does (alpha composited on white,
-palette/CMYK/L converted by PIL) but first scales 16-bit and 32-bit images to 8 bits; PIL's own
-conversion saturates them (a 16-bit value of 1000 becomes 255), and so does the stock processor.
+`to_rgb` and `to_8bit` (the conversion in front of every processor) live in `clips_tower.images`,
+a leaf that pretraining data uses too; they are re-exported here for the parity code.
 """
 from __future__ import annotations
 
@@ -23,34 +22,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from clips_tower.images import WIDE_MODES, to_8bit, to_rgb  # noqa: F401  (re-exported)
 from clips_tower.io import check_known
 
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
-WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
-
-
-def to_8bit(image: Image.Image) -> Image.Image:
-    """Scale 16-bit / 32-bit integer / float images to 8-bit 'L'; other modes pass through unchanged."""
-    if image.mode not in WIDE_MODES:
-        return image
-    a = np.asarray(image).astype(np.float64)
-    if image.mode.startswith("I;16") or (image.mode == "I" and a.max(initial=0) > 255):
-        a = a / 257.0  # 0..65535 -> 0..255
-    elif image.mode == "F" and a.max(initial=0) <= 1.0:
-        a = a * 255.0  # float images in [0, 1]
-    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))  # (H, W) uint8 -> L
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL image -> RGB: wide modes scaled to 8 bits, transparency composited on white."""
-    image = to_8bit(image)
-    if "A" in image.getbands() or image.info.get("transparency") is not None:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def processor_from_preprocess(cfg: dict[str, Any]):
     """A stock CLIPImageProcessor (PIL backend) equal to open_clip's inference transform for `cfg`."""
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil

@@ -14,22 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clips_tower.io import lookup
+from clips_tower.images import PREPROCESS  # noqa: F401  (re-exported: TowerSpec.preprocess keys it)
+from clips_tower.io import CHECKOUT, lookup
 
-# The repo's open_clip architecture JSONs (the package is installed editable, so this resolves).
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "clips" / "models"
+# The repo's open_clip architecture JSONs, read from the checkout (the package is installed editable).
+CONFIG_DIR = CHECKOUT / "configs" / "clips" / "models"
 
-# Image preprocessing recipes, in open_clip's `preprocess_cfg` vocabulary.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-PREPROCESS = {
-    # CLIPS: squash straight to the square size, bilinear, ImageNet statistics (the CLIPS open_clip configs).
-    "clips": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bilinear", "resize_mode": "squash"},
-    # OpenAI CLIP: shortest side to size, bicubic, center crop, CLIP statistics.
-    "openai": {"mean": OPENAI_MEAN, "std": OPENAI_STD, "interpolation": "bicubic", "resize_mode": "shortest"},
-}
+# The preprocessing recipes (a tower spec names one) live in clips_tower.images, re-exported here.
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Interactive commands: `/image PATH` (switch image, clears the history), `/reset`
 Ctrl-D or Ctrl-C leaves (Ctrl-C during an answer stops the generation first). Bad input never
 shows a traceback: a missing model dir or a non-Llava dir is one line on stderr and exit code 2;
 a bad image is one line and exit 2 in one-shot mode, one line and the session goes on when
-interactive. The model/session logic is in chat_session.py.
+interactive. The model/session logic is in session.py.
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def one_shot(session, prompt: str) -> int:
 
 def _command(session, line: str) -> bool:
     """Run a /command; returns False when the session should end."""
-    from llava_train.chat_session import ChatInputError
+    from llava_train.chat.session import ChatInputError
 
     cmd, _, arg = line.partition(" ")
     arg = arg.strip()
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         return _error("the prompt is empty")
 
     # Heavy imports only now, so --help and usage errors stay fast.
-    from llava_train.chat_session import ChatInputError, ChatSession, load_image, load_llava
+    from llava_train.chat.session import ChatInputError, ChatSession, load_image, load_llava
     from llava_train.errors import report
 
     if not args.verbose:

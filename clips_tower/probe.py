@@ -1,7 +1,7 @@
 """What a vision tower's LLaVA features say about each cell of a synthetic scene: a linear probe.
 
-    python -m llava_train.tower_probe --tower runs/demo/hf-towers/clips            # prints a table
-    python -m llava_train.tower_probe --tower DIR --images 3000 --json probe.json
+    python -m clips_tower.probe --tower runs/demo/hf-towers/clips            # prints a table
+    python -m clips_tower.probe --tower DIR --images 3000 --json probe.json
 
 LLaVA reads the tower's second-to-last layer, patch tokens only (LLaVA-1.5's `mm_vision_select_layer
 -2`, `patch` feature). A LLaVA can only answer "what color is the star?" if those tokens carry the
@@ -21,7 +21,7 @@ import sys
 import numpy as np
 import torch
 
-from llava_train.world.scene import COLORS, SHAPES, render_scene, sample_scene
+from clips_tower.world.scene import COLORS, SHAPES, render_scene, sample_scene
 
 NONE = "none"
 ATTRIBUTES = {"color": [*COLORS, NONE], "shape": [*SHAPES, NONE]}
@@ -97,7 +97,7 @@ def probe(tower_dir: str, images: int = 3000, image_size: int | None = None, see
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llava_train.tower_probe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m clips_tower.probe", description=__doc__.split("\n")[0])
     parser.add_argument("--tower", required=True, help="an exported HF tower directory (`clips-llava tower export`)")
     parser.add_argument("--images", type=int, default=3000, help="scenes rendered (80%% fit, 20%% scored)")
     parser.add_argument("--image-size", type=int, default=None, help="render size (default: the tower's)")

@@ -1,6 +1,6 @@
 """Model loading and multi-turn chat state for `clips-llava chat` (the REPL lives in chat.py).
 
-    from llava_train.chat_session import load_llava, ChatSession
+    from llava_train.chat.session import load_llava, ChatSession
     model, processor = load_llava("runs/demo/llava", quant="4bit", device="auto")
     session = ChatSession(model, processor, temperature=0.0, max_new_tokens=64)
     session.set_image("cat.png")                     # goes into the first user turn

@@ -17,7 +17,7 @@ line each):
   `local` lmms-eval suite, and the first seed's again blind (`<run>-blind`: every image replaced
   by one fixed image);  7. write the gains report with its vision-gap table, the training curves
   and the summary, and print the chat command. Completed steps are recorded in
-  OUT/demo_manifest.json with output hashes and skipped on a re-run (see `demo_steps.py`).
+  OUT/demo_manifest.json with output hashes and skipped on a re-run (see `steps.py`).
 """
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from clips_tower.io import atomic_write, unknown_message
-from llava_train import ablation
-from llava_train.demo_steps import Step, StepFailed, run_steps
+from clips_tower.io import CHECKOUT, atomic_write, unknown_message
+from llava_train.pipeline import ablation
+from llava_train.pipeline.steps import Step, StepFailed, run_steps
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = CHECKOUT  # configs/ and scripts/ come from the checkout
 BASELINE = "clip-web"
 
 
@@ -105,7 +105,7 @@ def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> lis
     Towers are pretrained once (seed `seed`); the LLaVA stages repeat per tower for `seeds` seeds
     (`seed`, `seed + 1`, ...). Every LLaVA is evaluated; the first seed's also blind (`<run>-blind`).
     """
-    cli = [sys.executable, "-m", "llava_train.cli"]
+    cli = [sys.executable, "-m", "llava_train.pipeline.cli"]
     world = out / "world"
     steps = [Step("world", cli + ["synth", "--out", str(world), "--preset", preset.world,
                                   "--seed", str(seed), "--overwrite"], ["world/MANIFEST.json"])]
@@ -163,7 +163,7 @@ def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> lis
     for label, _, _ in evals:
         report_argv += ["--run", f"{label}={out / 'eval' / label}"]
     steps.append(Step("report", report_argv, ["report/report.md", "report/report.json", "report/gains.png"]))
-    curves_argv = [sys.executable, "-m", "llava_train.demo_curves", "--out", str(out / "report" / "curves.png")]
+    curves_argv = [sys.executable, "-m", "llava_train.pipeline.curves", "--out", str(out / "report" / "curves.png")]
     for name, _, _ in runs:
         curves_argv += ["--run", f"{name}={out / 'llava' / name}"]
     steps.append(Step("curves", curves_argv, ["report/curves.png"]))

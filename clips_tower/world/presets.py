@@ -1,6 +1,6 @@
 """Sizes of the embedded synthetic world: one registry of frozen dataclasses, exact-key lookup.
 
-    from llava_train.world.presets import get_preset
+    from clips_tower.world.presets import get_preset
     preset = get_preset("tiny")                      # the test world: 32 px, a few seconds
     preset = get_preset("demo", image_size=48)       # any field can be overridden (validated)
 

@@ -1,6 +1,6 @@
 """Generate the whole synthetic world into a directory: `generate_world(out, preset, seed)`.
 
-    from llava_train.world import generate_world
+    from clips_tower.world import generate_world
     manifest = generate_world("runs/world", preset="demo", seed=0)
 
 Layout (a contract other parts of the project read): MANIFEST.json, corpus.txt,
@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from clips_tower.io import sha256_file, unknown_message
-from llava_train.world import conversations, evalsets
-from llava_train.world.captions import synthetic_caption, web_caption
-from llava_train.world.presets import WorldPreset, get_preset
-from llava_train.world.scene import Scene, render_scene, sample_scene
-from llava_train.world.signs import render_chart, render_sign, sample_chart, sample_sign
-from llava_train.world.writers import (WorldError, check_out_dir, commit_dir, content_hash, encode_png,
+from clips_tower.world import conversations, evalsets
+from clips_tower.world.captions import synthetic_caption, web_caption
+from clips_tower.world.presets import WorldPreset, get_preset
+from clips_tower.world.scene import Scene, render_scene, sample_scene
+from clips_tower.world.signs import render_chart, render_sign, sample_chart, sample_sign
+from clips_tower.world.writers import (WorldError, check_out_dir, commit_dir, content_hash, encode_png,
                                        remove_empty, staging_dir, write_bytes, write_json, write_jsonl,
                                        write_shards)
 

@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from llava_train.world.captions import reference_captions
-from llava_train.world.questions import MME_KINDS, SHORT_KINDS, pope_negative, short_question, yes_no_pair
+from clips_tower.world.captions import reference_captions
+from clips_tower.world.questions import MME_KINDS, SHORT_KINDS, pope_negative, short_question, yes_no_pair
 
 POPE_CATEGORIES = ("random", "popular", "adversarial")
 RngFor = Callable[[int], np.random.Generator]  # item index -> its own question generator

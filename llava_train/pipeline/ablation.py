@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clips_tower.io import atomic_write, save_figure
-from llava_train.demo_steps import Step
+from clips_tower.io import CHECKOUT, atomic_write, save_figure
+from llava_train.pipeline.steps import Step
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = CHECKOUT  # configs/ and scripts/ come from the checkout
 STRATEGY_K = 32
 VARIANTS: list[tuple[str, int]] = [("full", STRATEGY_K), ("truncation", STRATEGY_K), ("random", STRATEGY_K),
                                    ("block", STRATEGY_K), ("subcaption", 16), ("subcaption", STRATEGY_K),
@@ -50,18 +50,18 @@ def variant_name(strategy: str, k: int, seed: int) -> str:
 
 
 def build_steps(preset: AblationPreset, out: Path, seed: int) -> list[Step]:
-    cli = [sys.executable, "-m", "llava_train.cli"]
+    cli = [sys.executable, "-m", "llava_train.pipeline.cli"]
     world = out / "world"
     steps = [Step("world", cli + ["synth", "--out", str(world), "--preset", preset.world, "--seed", str(seed),
                                   "--overwrite"], ["world/MANIFEST.json"])]
-    table = [sys.executable, "-m", "llava_train.ablation", "table", "--out", str(out / "ablation")]
+    table = [sys.executable, "-m", "llava_train.pipeline.ablation", "table", "--out", str(out / "ablation")]
     for s in range(seed, seed + preset.seeds):
         for strategy, k in VARIANTS:
             name = variant_name(strategy, k, s)
             run = out / "towers" / name
             # one process per variant: `clips train` then `clips eval` (the same mains the CLI runs)
             steps.append(Step(f"tower-{name}", [
-                sys.executable, "-m", "llava_train.ablation", "variant", "--config", str(REPO / preset.config),
+                sys.executable, "-m", "llava_train.pipeline.ablation", "variant", "--config", str(REPO / preset.config),
                 "--data", str(world), "--out", str(run), "--seed", str(s), "--steps", str(preset.steps),
                 "--strategy", strategy, "--k", str(k)], [f"towers/{name}/export", f"towers/{name}/retrieval.json"]))
             table += ["--run", f"{strategy}:{k}:{s}={run / 'retrieval.json'}"]
@@ -151,7 +151,7 @@ def train_variant(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m llava_train.ablation", description="the ablation's steps")
+    p = argparse.ArgumentParser(prog="python -m llava_train.pipeline.ablation", description="the ablation's steps")
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("variant", help="train one variant's tower and measure its retrieval")
     for flag in ("--config", "--data", "--out", "--strategy"):

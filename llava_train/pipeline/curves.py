@@ -1,6 +1,6 @@
 """Training curves of the demo's LLaVAs: stage-1 and stage-2 loss per run, one PNG.
 
-    python -m llava_train.demo_curves --out runs/demo/report/curves.png \
+    python -m llava_train.pipeline.curves --out runs/demo/report/curves.png \
         --run clip-web=runs/demo/llava/clip-web --run clips=runs/demo/llava/clips
 
 Reads the `losses` ([[step, loss], ...], the Trainer's logged training loss) of each run's
@@ -55,7 +55,7 @@ def plot_curves(runs: dict[str, Path], path: Path) -> dict[str, dict[str, list[t
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m llava_train.demo_curves", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m llava_train.pipeline.curves", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, type=Path, help="PNG to write")
     p.add_argument("--run", action="append", required=True, metavar="NAME=DIR", help="a LLaVA run dir (holds stage1/, stage2/)")
     args = p.parse_args(argv)
@@ -63,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.run:
         name, sep, d = spec.partition("=")
         if not sep or not name or not d:
-            print(f"demo_curves: error: --run {spec!r}: expected NAME=DIR", file=sys.stderr)
+            print(f"curves: error: --run {spec!r}: expected NAME=DIR", file=sys.stderr)
             return 2
         runs[name] = Path(d)
     try:
         curves = plot_curves(runs, args.out)
     except FileNotFoundError as e:
-        print(f"demo_curves: error: {e}", file=sys.stderr)
+        print(f"curves: error: {e}", file=sys.stderr)
         return 2
     for name, by_stage in curves.items():
         last = ", ".join(f"{s} {pts[-1][1]:.3f}" for s, pts in by_stage.items() if pts)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from llava_train.world.scene import COLORS, SUPERSAMPLE, add_noise, background_image
+from clips_tower.world.scene import COLORS, SUPERSAMPLE, add_noise, background_image
 
 WORDS = (
     "stop", "open", "exit", "cafe", "park", "sale", "bus", "taxi", "hotel", "bank", "map", "zoo",

@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from llava_train.world.presets import PRESETS, preset_fields
+from clips_tower.world.presets import PRESETS, preset_fields
 
 EXAMPLE = "example:\n  clips-llava synth --out runs/world --preset tiny --seed 0"
 
@@ -62,8 +62,8 @@ def parse_overrides(items: list[str]) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llava_train.world.generate import generate_world
-    from llava_train.world.writers import WorldError
+    from clips_tower.world.generate import generate_world
+    from clips_tower.world.writers import WorldError
 
     try:
         args = build_parser().parse_args(argv)

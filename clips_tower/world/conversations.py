@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from llava_train.world.captions import POSITION_PHRASES, join_and, object_phrase, pick, short_caption, synthetic_caption
-from llava_train.world.questions import MME_KINDS, short_question, yes_no_pair
-from llava_train.world.scene import SHAPES, Scene, SceneObject
-from llava_train.world.signs import BarChart, Sign
+from clips_tower.world.captions import POSITION_PHRASES, join_and, object_phrase, pick, short_caption, synthetic_caption
+from clips_tower.world.questions import MME_KINDS, short_question, yes_no_pair
+from clips_tower.world.scene import SHAPES, Scene, SceneObject
+from clips_tower.world.signs import BarChart, Sign
 
 SHORT = "\nAnswer the question using a single word or phrase."
 STAGE1_PROMPTS = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llava_train.world.scene import COLORS, Scene, SceneObject
+from clips_tower.world.scene import COLORS, Scene, SceneObject
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ROW_NAMES = ("top", "middle", "bottom")

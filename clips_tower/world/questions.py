@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from clips_tower.io import unknown_message
-from llava_train.world.captions import NUMBER_WORDS, POSITION_PHRASES, pick, plural
-from llava_train.world.scene import COLORS, POSITIONS, SHAPES, Scene
+from clips_tower.world.captions import NUMBER_WORDS, POSITION_PHRASES, pick, plural
+from clips_tower.world.scene import COLORS, POSITIONS, SHAPES, Scene
 
 ALL_NAMES = tuple(f"{c} {s}" for c in COLORS for s in SHAPES)
 ALL_POSITIONS = tuple(p for row in POSITIONS for p in row)
