@@ -104,11 +104,6 @@ class CaptionReader:
         return self._first(sample, meta, self.web), self._first(sample, meta, self.synthetic)
 
 
-def _captions(sample: dict, reader: CaptionReader | None = None) -> tuple[str, str]:
-    """(web, synthetic) caption of a raw sample; the default sources unless `reader` says otherwise."""
-    return (reader or CaptionReader()).captions(sample)
-
-
 def check_caption_fields(shards: list[str], cfg: ClipsRunConfig) -> None:
     """Fail before training when the first shard has no sample with a caption field the method needs."""
     reader = CaptionReader(cfg.data)
@@ -165,6 +160,10 @@ class ShardStream:
         self.consumed = start  # raw samples taken from the shuffled stream so far
         self.skipped: Counter = Counter()
         self.skipped_keys: list[str] = []
+
+    def state(self) -> dict:
+        """Where the stream stands (JSON-able): a checkpoint's data state, replayed by `start=consumed`."""
+        return {"consumed": self.consumed, "skipped": dict(self.skipped), "skipped_keys": self.skipped_keys}
 
     def _raw(self):
         seed, rank = self.cfg.run.seed, self.rank

@@ -31,7 +31,7 @@ def tiny_world(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory):
     """A tiny random stock-HF `LlavaForConditionalGeneration` directory (model + processor)."""
-    from tests.tiny_llava import make_tiny_llava
+    from llava_train.tiny import make_tiny_llava
 
     out = tmp_path_factory.mktemp("llava") / "tiny-llava"
     make_tiny_llava(out)

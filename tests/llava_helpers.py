@@ -5,7 +5,7 @@
     lm = make_lm(world_dir, tmp / "lm")      # tiny preset, BPE on the world's corpus
 
 The tower comes from the tower adapter (`clips_tower.adapter.export_tower` on the tiny CLIPS
-config, random weights); a hand-built ViT tower is used only if the adapter is not importable.
+config, random weights).
 """
 from __future__ import annotations
 
@@ -19,22 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_tower(out: Path) -> Path:
-    try:
-        from clips_tower.adapter import export_tower
-    except ImportError:
-        export_tower = None
-    if export_tower is not None:
-        return Path(export_tower(str(REPO / "configs/clips/models/tiny.json"), out, random_init=True))
-    import torch
-    from transformers import CLIPImageProcessor, ViTConfig, ViTModel
+    from clips_tower.adapter import export_tower
 
-    torch.manual_seed(0)
-    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                    intermediate_size=64, layer_norm_eps=1e-6)
-    ViTModel(cfg, add_pooling_layer=False).save_pretrained(out)
-    CLIPImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False, resample=2,
-                       image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(out)
-    return out
+    return Path(export_tower(str(REPO / "configs/clips/models/tiny.json"), out, random_init=True))
 
 
 def make_lm(world: Path, out: Path, steps: int = 0) -> Path:
@@ -61,11 +48,7 @@ def offline_env(**extra) -> dict:
 
 def torchrun(nproc: int, args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """`torchrun --nproc_per_node N -m llava_train.train ARGS` on CPU; raises with the log on failure."""
-    import socket
-
-    with socket.socket() as s:  # --master_port=0 hangs DeepSpeed's gloo init here: pick a free port
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # --master_port=0 hangs DeepSpeed's gloo init here: pick a free port
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port}",
            "-m", "llava_train.train", *args]
     r = subprocess.run(cmd, cwd=REPO, env=offline_env(), capture_output=True, text=True, timeout=timeout)

@@ -6,8 +6,8 @@ import torch
 
 from llava_train.chat import cli as chat
 from llava_train.chat.session import load_llava
+from llava_train.tiny import make_tiny_llava
 from tests.chat_helpers import make_image
-from tests.tiny_llava import make_tiny_llava
 
 
 @pytest.fixture(scope="module")

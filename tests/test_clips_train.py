@@ -161,3 +161,31 @@ def test_zero_steps_exports_the_untrained_tower_and_set_overrides_any_field(stra
     assert train.main(["--config", CFG, "--data", str(tiny_world), "--out", str(tmp_path / "x"),
                        "--set", "method.k"]) == 2
     assert "expected SECTION.KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_build_and_train_step_are_the_steps_main_runs(straight_run, tiny_world):
+    """The step benchmark's path (build + stream + train_step) gives main()'s loss curve exactly."""
+    from clips_tower.config import load_run_config
+    from clips_tower.train_step import build, train_step
+
+    setup = build(load_run_config(CFG, {"optim.steps": 4, "optim.batch_size": 4}), str(tiny_world))
+    rows = []
+    for _, batch in zip(range(4), setup.stream()):
+        terms = train_step(setup, batch)
+        rows.append({**{k: float(v.detach()) for k, v in terms.items()}, "lr": setup.scheduler.get_last_lr()[0]})
+    for ra, rb in zip(_metrics(straight_run), rows):
+        assert {k: ra[k] for k in rb} == rb
+
+
+def test_resume_with_another_process_count_is_an_input_error(straight_run, tiny_world):
+    from clips_tower.checkpoint import RunCheckpoints
+    from clips_tower.config import load_run_config
+    from clips_tower.inputs import InputError
+    from clips_tower.train_step import build
+
+    s = build(load_run_config(CFG, {"optim.steps": 4, "optim.batch_size": 4}), str(tiny_world))
+    with pytest.raises(InputError, match=r"step-00000004 was written by 1 process\(es\); resume with the same number"):
+        RunCheckpoints(straight_run / "checkpoints", rank=0, world=2, keep=2).restore(s.model, s.optimizer, s.scheduler)
+    step, data = RunCheckpoints(straight_run / "checkpoints", 0, 1, 2).restore(s.model, s.optimizer, s.scheduler)
+    assert step == 4 and data["consumed"] >= 16 and data["skipped"] == {}

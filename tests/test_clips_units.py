@@ -149,3 +149,31 @@ def test_clips_tokenizer_mode_without_vocab_is_a_clear_error(monkeypatch, tmp_pa
     text_cfg = load_arch("configs/clips/models/ViT-L-14-CLIPS-224.json")["text_cfg"]
     with pytest.raises(TokenizerUnavailableError, match="bert-base-uncased"):
         build_tokenizer(text_cfg)
+
+
+@pytest.mark.parametrize("warmup, total", [(2, 20), (500, 10000), (0, 7), (3, 3), (1, 2)])
+def test_schedule_is_open_clip_train_cosine_lr(warmup, total):
+    """Our LambdaLR factor gives open_clip_train's `cosine_lr` learning rates at every step of a run.
+
+    It stays a LambdaLR (its state goes into checkpoints; `cosine_lr` is a stateless setter that
+    divides by zero when total == warmup). transformers' `get_cosine_schedule_with_warmup` is not
+    the same schedule: its warmup starts at lr 0 (step / warmup, ours (step + 1) / warmup)."""
+    from open_clip_train.scheduler import cosine_lr
+    from transformers import get_cosine_schedule_with_warmup
+
+    from clips_tower.train_step import cosine_with_warmup
+
+    base = 1e-3
+    opt = torch.optim.SGD([torch.zeros(1)], lr=base)
+    ours = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(warmup, total))
+    oc_opt = torch.optim.SGD([torch.zeros(1)], lr=base)
+    oc = cosine_lr(oc_opt, base, warmup, total)
+    for step in range(total):  # every step of a run
+        assert ours.get_last_lr()[0] == pytest.approx(oc(step), rel=0, abs=1e-12), step
+        opt.step()
+        ours.step()
+    if total > warmup:
+        assert ours.get_last_lr()[0] == 0.0  # logged with the last step: the cosine reached 0
+    if warmup:
+        hf = get_cosine_schedule_with_warmup(torch.optim.SGD([torch.zeros(1)], lr=base), warmup, total)
+        assert hf.get_last_lr()[0] == 0.0 != cosine_with_warmup(warmup, total)(0)

@@ -1,18 +1,20 @@
-"""A tiny random stock-HF Llava (model + processor) for tests, built offline in about a second.
+"""A tiny random stock-HF Llava (model + processor) for tests and benchmarks, built offline in about a second,
+like transformers' own model testers.
 
-    from tests.tiny_llava import make_tiny_llava
+    from llava_train.tiny import make_tiny_llava
     path = make_tiny_llava(tmp_path / "tiny-llava")      # then load it like any HF Llava:
     model = LlavaForConditionalGeneration.from_pretrained(path)
     processor = AutoProcessor.from_pretrained(path)
 
-    python -m tests.tiny_llava /tmp/tiny-llava           # write one by hand
+    python -m llava_train.tiny /tmp/tiny-llava           # write one by hand
 
 Shapes: a CLIPS-style `ViTModel` tower (32 px images, patch 8 => 16 patches + CLS, hidden 32,
 2 layers), a squash `CLIPImageProcessor` with ImageNet mean/std (CLIPS preprocessing), a 2-layer
 `LlamaConfig` text model (hidden 32), an `mlp2x_gelu` projector, `vision_feature_layer=-2`, and
 a byte-level BPE tokenizer trained here on a built-in text, with `<image>`, a pad token and a
-LLaVA-1.5 (vicuna_v1) chat template. Nothing here imports this project: the directory is plain
-transformers, which is the point (the project is HF-native: stock Llava, no custom model code).
+LLaVA-1.5 (vicuna_v1) chat template. Only transformers and tokenizers are imported: the directory
+written is plain transformers, which is the point (the project is HF-native: stock Llava, no
+custom model code). Same seed, same `text_hidden` => the same weights and tokenizer.
 """
 from __future__ import annotations
 
@@ -111,6 +113,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def build_processor(tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:
+    """The LlavaProcessor of the tiny Llava: CLIPS squash preprocessing at 32 px, patch 8, the chat template."""
     # CLIPS squash recipe: resize straight to the square, no crop, ImageNet stats.
     image_processor = CLIPImageProcessor(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
@@ -132,6 +135,7 @@ def build_processor(tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:
 
 
 def build_config(tokenizer: PreTrainedTokenizerFast, text_hidden: int = 32) -> LlavaConfig:
+    """The tiny LlavaConfig: ViT tower as above, a 2-layer Llama of width `text_hidden` on `tokenizer`'s vocab."""
     vision = ViTConfig(
         image_size=IMAGE_SIZE, patch_size=PATCH, num_channels=3,
         hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
