@@ -1,7 +1,7 @@
 """What a vision tower's LLaVA features say about each cell of a synthetic scene: a linear probe.
 
-    python -m clips_tower.probe --tower runs/demo/hf-towers/clips            # prints a table
-    python -m clips_tower.probe --tower DIR --images 3000 --json probe.json
+    python -m clips_tower.probe --model runs/demo/hf-towers/clips            # prints a table
+    python -m clips_tower.probe --model DIR --scenes 3000 --out probe.json
 
 LLaVA reads the tower's second-to-last layer, patch tokens only (LLaVA-1.5's `mm_vision_select_layer
 -2`, `patch` feature). A LLaVA can only answer "what color is the star?" if those tokens carry the
@@ -21,10 +21,12 @@ import sys
 import numpy as np
 import torch
 
+from clips_tower.flags import renamed
 from clips_tower.world.scene import COLORS, SHAPES, render_scene, sample_scene
 
 NONE = "none"
 ATTRIBUTES = {"color": [*COLORS, NONE], "shape": [*SHAPES, NONE]}
+ALIASES = {"--tower": "--model", "--images": "--scenes", "--json": "--out"}  # old spellings, kept for one release
 
 
 @torch.no_grad()
@@ -98,21 +100,22 @@ def probe(tower_dir: str, images: int = 3000, image_size: int | None = None, see
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clips_tower.probe", description=__doc__.split("\n")[0])
-    parser.add_argument("--tower", required=True, help="an exported HF tower directory (`clips-llava tower export`)")
-    parser.add_argument("--images", type=int, default=3000, help="scenes rendered (80%% fit, 20%% scored)")
+    parser.add_argument("--model", required=True, help="an exported HF tower directory (`clips-llava tower export`)")
+    parser.add_argument("--scenes", type=int, default=3000, help="scenes rendered (80%% fit, 20%% scored)")
     parser.add_argument("--image-size", type=int, default=None, help="render size (default: the tower's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="also write the numbers here")
-    args = parser.parse_args(argv)
-    result = probe(args.tower, images=args.images, image_size=args.image_size, seed=args.seed)
+    parser.add_argument("--out", default=None, help="also write the numbers here (JSON)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(renamed(argv, ALIASES, parser.prog))
+    result = probe(args.model, images=args.scenes, image_size=args.image_size, seed=args.seed)
     print("| attribute | all cells | occupied cells | shuffled-label control (occupied) | chance |")
     print("|---|---|---|---|---|")
     for attribute, s in result.items():
         print(f"| {attribute} | {s['cells']:.3f} | {s['occupied']:.3f} | {s['shuffled_occupied']:.3f} "
               f"| {s['chance_occupied']:.3f} |")
-    if args.json:
+    if args.out:
         from clips_tower.io import atomic_write
-        atomic_write(args.json, json.dumps(result, indent=1))
+        atomic_write(args.out, json.dumps(result, indent=1))
     return 0
 
 

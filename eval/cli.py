@@ -1,10 +1,10 @@
 """`clips-llava eval`: lmms-eval runs on a stock HF Llava directory, and the gains report.
 
-    clips-llava eval run --model runs/llava --suite local --world runs/world --out runs/eval/clips --limit 20
+    clips-llava eval run --model runs/llava --suite local --data runs/world --out runs/eval/clips --limit 20
     clips-llava eval run --model llava-hf/llava-1.5-7b-hf --suite paper --out runs/eval/paper --dry-run
     clips-llava eval report --run openai-clip=runs/eval/openai --run clips=runs/eval/clips \
         --baseline openai-clip --out runs/eval/report
-    clips-llava eval prepare --world runs/world --out runs/eval-data   # include dir for stock lmms-eval
+    clips-llava eval prepare --data runs/world --out runs/eval-data   # include dir for stock lmms-eval
 
 Exit codes: 0 ok, 1 lmms-eval failed (the reason is printed), 2 usage error.
 """
@@ -15,13 +15,16 @@ import json
 import sys
 from pathlib import Path
 
-from eval import runner
+from clips_tower.flags import renamed
+from clips_llava_eval import runner
+
+ALIASES = {"--world": "--data"}  # old spelling, kept for one release
 
 EXAMPLES = {
-    "run": "example:\n  clips-llava eval run --model runs/llava --suite local --world runs/world --out runs/eval/clips --limit 20",
+    "run": "example:\n  clips-llava eval run --model runs/llava --suite local --data runs/world --out runs/eval/clips --limit 20",
     "report": "example:\n  clips-llava eval report --run openai-clip=runs/eval/openai --run clips=runs/eval/clips "
               "--baseline openai-clip --out runs/eval/report",
-    "prepare": "example:\n  clips-llava eval prepare --world runs/world --out runs/eval-data",
+    "prepare": "example:\n  clips-llava eval prepare --data runs/world --out runs/eval-data",
 }
 
 
@@ -39,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--model", required=True, help="stock HF Llava directory (or a hub id for paper/llava15)")
     r.add_argument("--suite", required=True, help=f"one of: {', '.join(runner.known_suites())}")
     r.add_argument("--out", required=True, type=Path, help="output directory of this run")
-    r.add_argument("--world", type=Path, help="synthetic world directory (holds eval/); needed by the local suite")
+    r.add_argument("--data", type=Path, help="synthetic world directory (holds eval/); needed by the local suite")
     r.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
     r.add_argument("--limit", type=int, help="evaluate only the first N samples of each task")
     r.add_argument("--batch-size", type=int, default=1)
@@ -60,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pre = sub.add_parser("prepare", help="write the local tasks' data + YAML as an lmms-eval include dir",
                          epilog=EXAMPLES["prepare"], formatter_class=fmt)
-    pre.add_argument("--world", required=True, type=Path)
+    pre.add_argument("--data", required=True, type=Path, help="synthetic world directory (holds eval/)")
     pre.add_argument("--out", type=Path, default=Path("runs/eval-data"))
     pre.add_argument("--tasks", help="comma-separated local task names (default: all)")
     return p
@@ -104,8 +107,8 @@ def cmd_run(args) -> int:
         raise UsageError(f"--out {args.out}: is a file, not a directory")
     include_path = None
     if suite.local:
-        if args.world is None:
-            raise UsageError(f"suite {suite.name!r} reads a synthetic world: pass --world DIR")
+        if args.data is None:
+            raise UsageError(f"suite {suite.name!r} reads a synthetic world: pass --data DIR")
         include_path = out / "tasks"
     elif args.blind:
         raise UsageError("--blind needs a local suite (it rewrites the local tasks' images)")
@@ -117,10 +120,10 @@ def cmd_run(args) -> int:
         print(cmd.shell())
         return 0
     if suite.local:
-        from eval.data import prepare
+        from clips_llava_eval.data import prepare
 
         try:
-            counts = prepare(args.world, include_path, tasks, blind=args.blind)
+            counts = prepare(args.data, include_path, tasks, blind=args.blind)
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(str(e)) from e
         print(("blind control, " if args.blind else "") + "local data: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
@@ -138,7 +141,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from eval.report import build_report, parse_runs
+    from clips_llava_eval.report import build_report, parse_runs
 
     try:
         runs = parse_runs(args.run)
@@ -156,10 +159,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from eval.data import prepare
+    from clips_llava_eval.data import prepare
 
     try:
-        counts = prepare(args.world, args.out, _split(args.tasks))
+        counts = prepare(args.data, args.out, _split(args.tasks))
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from e
     for task, n in counts.items():
@@ -170,7 +173,8 @@ def cmd_prepare(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)  # argparse exits 2 on bad usage
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(renamed(argv, ALIASES, "clips-llava eval"))  # argparse exits 2 on bad usage
     try:
         return {"run": cmd_run, "report": cmd_report, "prepare": cmd_prepare}[args.cmd](args)
     except (UsageError, ValueError) as e:

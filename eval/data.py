@@ -5,7 +5,7 @@ feature, so lmms-eval loads it offline with `dataset_path: parquet`) and `OUT/<t
 two-key override of `eval/tasks/<task>.yaml` that points `data_files` at the parquet file next to
 it. `OUT` is then a self-contained lmms-eval include dir:
 
-    clips-llava eval prepare --world runs/world --out runs/eval-data
+    clips-llava eval prepare --data runs/world --out runs/eval-data
     python -m lmms_eval --model llava_hf --model_args pretrained=DIR,device_map=cpu \
         --tasks synth_pope --include_path runs/eval-data        # or --include_path eval/tasks
 

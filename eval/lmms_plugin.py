@@ -8,4 +8,4 @@ names the class (`eval/model.py`), which lmms-eval imports when `--model clips_l
 from lmms_eval.models.registry_v2 import ModelManifest
 
 MODEL_NAME = "clips_llava_hf"
-MANIFEST = ModelManifest(model_id=MODEL_NAME, simple_class_path="eval.model.ClipsLlavaHf")
+MANIFEST = ModelManifest(model_id=MODEL_NAME, simple_class_path="clips_llava_eval.model.ClipsLlavaHf")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from clips_tower.io import atomic_write, save_figure
-from eval.runner import find_results
+from clips_llava_eval.runner import find_results
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def _answered_yes(values: list) -> float:
 
 
 def _mme(values: list) -> float:
-    from eval.tasks.utils import mme_aggregate_results
+    from clips_llava_eval.tasks.utils import mme_aggregate_results
     return float(mme_aggregate_results(values))
 
 
@@ -318,12 +319,28 @@ def plot_gains(rows: list[dict], others: list[str], baseline: str, path: Path) -
     plt.close(fig)
 
 
-def build_report(runs: dict[str, Run], baseline: str, out: Path, n_boot: int = 2000, seed: int = 0) -> str:
-    """Write report.md, report.json and gains.png under `out`; return the markdown table."""
+@contextmanager
+def _quiet_loguru(*names: str):
+    """Silence loguru for these packages while the bootstrap runs, then give their logs back."""
     from loguru import logger
 
-    logger.disable("lmms_eval")  # its aggregations log per call, i.e. per bootstrap resample
-    logger.disable("eval")
+    for name in names:
+        logger.disable(name)
+    try:
+        yield
+    finally:
+        for name in names:
+            logger.enable(name)
+
+
+def build_report(runs: dict[str, Run], baseline: str, out: Path, n_boot: int = 2000, seed: int = 0) -> str:
+    """Write report.md, report.json and gains.png under `out`; return the markdown table."""
+    # lmms-eval's aggregations (and our task utils) log per call, i.e. per bootstrap resample
+    with _quiet_loguru("lmms_eval", __name__.split(".")[0]):
+        return _build_report(runs, baseline, out, n_boot, seed)
+
+
+def _build_report(runs: dict[str, Run], baseline: str, out: Path, n_boot: int, seed: int) -> str:
     out.mkdir(parents=True, exist_ok=True)
     if baseline.endswith(BLIND_SUFFIX):
         raise ValueError(f"--baseline {baseline!r} is a blind control; pick a real run")

@@ -4,7 +4,7 @@ lmms-eval 0.7.3's CLI exits 0 even when evaluation fails, so success here means:
 `*_results.json` written by this run that holds every requested task. Otherwise `EvalFailed`
 carries the reason (lmms-eval's own "Error during evaluation: ..." line when it printed one).
 
-    from eval.runner import load_suite, build_command, run_lmms_eval
+    from clips_llava_eval.runner import load_suite, build_command, run_lmms_eval
     suite = load_suite("local")
 """
 from __future__ import annotations

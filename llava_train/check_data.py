@@ -3,7 +3,7 @@
     clips-llava llava check-data --config configs/llava/stage2_tiny.yaml --model_name_or_path runs/lm \
         --vision_tower runs/tower --data_path runs/world/llava/stage2.json \
         --image_folder runs/world/llava/images --output_dir runs/stage2 \
-        --workers 2 --show 2 --report runs/check.json --write_clean runs/stage2.clean.json
+        --workers 2 --show 2 --report runs/check.json --write-clean runs/stage2.clean.json
 
 Does everything `llava train` does up to the first step, without training: assembles (or loads) the
 processor, builds the data index, then decodes every image and renders, tokenizes and labels every
@@ -11,7 +11,7 @@ sample in `--workers` processes, exactly as training builds them (`llava_train.s
 the bad samples by reason with the first ids, a histogram of the token lengths (image tokens
 included) against `model_max_length`, and `--show N` rendered samples with the learned tokens
 marked ⟦like this⟧, so a user sees exactly what is learned: this is where a "tokenization
-mismatch" shows up before a run. `--report` writes the counts as JSON; `--write_clean` writes the
+mismatch" shows up before a run. `--report` writes the counts as JSON; `--write-clean` writes the
 input without its bad records (same order). Exit 0 whenever the data could be read, whatever was
 found; exit 2 with one line when it could not.
 """
@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from clips_tower.flags import renamed
 from clips_tower.io import atomic_open
 from llava_train.samples import IGNORE_INDEX, SKIP_REASONS, BadSample
 
@@ -37,8 +38,8 @@ def _own_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     p.add_argument("--show", type=int, default=0)
     p.add_argument("--report")
-    p.add_argument("--write_clean", "--write-clean", dest="write_clean")
-    return p.parse_known_args(argv)
+    p.add_argument("--write-clean")
+    return p.parse_known_args(renamed(argv, {"--write_clean": "--write-clean"}, p.prog))  # old spelling, one release
 
 
 def _check_chunk(positions: list[int]) -> list[tuple[int, str | None, int]]:
@@ -146,12 +147,14 @@ def check(argv: list[str]) -> int:
             rest += [flag, value]  # a data pass: one process, no DeepSpeed
     margs, dargs, targs = parse_args(rest)
     check_inputs(margs, dargs, targs)
+    from llava_train.model import image_seq_length
     from llava_train.run import build_dataset, load_processor, prepare_init
     from llava_train.skips import SkipCounter
 
-    processor = load_processor(prepare_init(margs, dargs, targs), dargs)
+    init = prepare_init(margs, dargs, targs)
+    processor = load_processor(init, dargs)
     dargs.max_bad_sample_fraction = 1.0  # report everything; never refuse
-    dataset = build_dataset(dargs, targs, processor, allow_empty=True)
+    dataset = build_dataset(dargs, targs, processor, image_seq_length(init), allow_empty=True)
     results = scan(dataset, own.workers)
     skips = SkipCounter()
     skips.merge(dataset.startup_skips.counts, dataset.startup_skips.ids)

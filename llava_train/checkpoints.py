@@ -52,6 +52,7 @@ import shutil
 from pathlib import Path
 
 from clips_tower.io import atomic_write, fsync_path, fsync_tree, remove, replace_dir, temp_leftovers
+from clips_tower.distributed import DEEPSPEED_LATEST, common_steps
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def checkpoint_problem(path: str | Path) -> str | None:
         return f"unreadable {TRAINER_STATE}"
     if m and state.get("global_step") != int(m.group(1)):
         return f"{TRAINER_STATE} is for step {state.get('global_step')}"
-    if not any((path / w).is_file() for w in _WEIGHTS) and not (path / "latest").is_file():
+    if not any((path / w).is_file() for w in _WEIGHTS) and not (path / DEEPSPEED_LATEST).is_file():
         return "no model weights"
     return None
 
@@ -130,17 +131,6 @@ def complete_checkpoints(run_dir: str | Path, warn: bool = True) -> list[tuple[i
     return out
 
 
-def _common_steps(steps: list[int]) -> list[int]:
-    """With several processes: the steps complete on every rank (node-local disks may differ)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return steps
-    gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, steps)
-    return sorted(set.intersection(*(set(g) for g in gathered)))
-
-
 def resolve_resume(value, run_dir: str | Path, verbose: bool = True) -> str | None:
     """`--resume_from_checkpoint` as the path to load: true/last -> newest complete checkpoint (None
     when there is none: start from step 0); a path is checked; empty/false/None -> None."""
@@ -148,7 +138,7 @@ def resolve_resume(value, run_dir: str | Path, verbose: bool = True) -> str | No
         return None
     if value is True or isinstance(value, str) and value.strip().lower() in ("true", "last"):
         complete = complete_checkpoints(run_dir, warn=verbose)
-        steps = _common_steps([s for s, _ in complete])
+        steps = common_steps([s for s, _ in complete])  # complete on every rank
         if not steps:
             if verbose:
                 log.warning("--resume_from_checkpoint %s: no complete checkpoint in %s; starting from step 0",

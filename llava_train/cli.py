@@ -4,9 +4,9 @@
         --vision_tower runs/tower --data_path runs/world/llava/stage1.json \
         --image_folder runs/world/llava/images --output_dir runs/stage1
     clips-llava llava check-data --config configs/llava/stage2_tiny.yaml ... --show 2 --report check.json
-    clips-llava llava merge-lora --adapter runs/lora --out runs/lora-merged
-    clips-llava llava projector export --src runs/stage1 --out runs/mm_projector.bin
-    clips-llava llava projector import --src mm_projector.bin --out runs/mm_projector.safetensors
+    clips-llava llava merge-lora --model runs/lora --out runs/lora-merged
+    clips-llava llava projector export --model runs/stage1 --out runs/mm_projector.bin
+    clips-llava llava projector import --model mm_projector.bin --out runs/mm_projector.safetensors
 
 `llava train` is `python -m llava_train.train` without a launcher (one process; DeepSpeed gets a
 single-rank environment). For several processes use `scripts/*.sh` (deepspeed / torchrun).
@@ -18,6 +18,10 @@ import logging
 import sys
 from pathlib import Path
 
+from clips_tower.flags import renamed
+
+ALIASES = {"--adapter": "--model", "--src": "--model"}  # old spellings, kept for one release
+
 EXAMPLES = {
     "train": "clips-llava llava train --config configs/llava/stage1_tiny.yaml --model_name_or_path runs/lm "
              "--vision_tower runs/tower --data_path runs/world/llava/stage1.json "
@@ -25,9 +29,9 @@ EXAMPLES = {
     "check-data": "clips-llava llava check-data --config configs/llava/stage2_tiny.yaml --model_name_or_path runs/lm "
                   "--vision_tower runs/tower --data_path runs/world/llava/stage2.json "
                   "--image_folder runs/world/llava/images --output_dir runs/stage2 --show 2 --report runs/check.json",
-    "merge-lora": "clips-llava llava merge-lora --adapter runs/lora --out runs/lora-merged",
-    "export": "clips-llava llava projector export --src runs/stage1 --out runs/mm_projector.bin",
-    "import": "clips-llava llava projector import --src mm_projector.bin --out runs/mm_projector.safetensors",
+    "merge-lora": "clips-llava llava merge-lora --model runs/lora --out runs/lora-merged",
+    "export": "clips-llava llava projector export --model runs/stage1 --out runs/mm_projector.bin",
+    "import": "clips-llava llava projector import --model mm_projector.bin --out runs/mm_projector.safetensors",
 }
 
 
@@ -46,9 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, help="processes that build and decode the samples (default min(4, cores))")
     c.add_argument("--show", type=int, help="print N rendered samples with the learned tokens marked")
     c.add_argument("--report", help="write the counts as JSON here")
-    c.add_argument("--write_clean", help="write the input without its bad records here (JSON list, same order)")
+    c.add_argument("--write-clean", help="write the input without its bad records here (JSON list, same order)")
     m = _sub(sub, "merge-lora", "merge a LoRA adapter into its base; writes a stock HF Llava dir")
-    m.add_argument("--adapter", required=True, help="LoRA run output dir (adapter_config.json)")
+    m.add_argument("--model", required=True, help="LoRA adapter dir: a LoRA run's output (adapter_config.json)")
     m.add_argument("--base", help="base Llava dir (default: the adapter's base_model_name_or_path)")
     m.add_argument("--out", required=True)
     proj = _sub(sub, "projector", "import/export projector weights (LLaVA-1.5 mm_projector.bin)", "export")
@@ -56,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     for action, help_ in (("export", "to a .bin (LLaVA-1.5 keys) or .safetensors (HF keys)"),
                           ("import", "from an mm_projector.bin into .safetensors (HF keys)")):
         a = _sub(psub, action, help_)
-        a.add_argument("--src", required=True, help="stage-1 dir, .safetensors or mm_projector.bin")
+        a.add_argument("--model", required=True, help="stage-1 dir, .safetensors or mm_projector.bin")
         a.add_argument("--out", required=True)
     return p
 
@@ -73,10 +77,10 @@ def merge_lora(adapter: str | Path, out: str | Path, base: str | Path | None = N
 
     adapter, out = Path(adapter), Path(out)
     if not adapter.is_dir():
-        raise ValueError(f"--adapter {adapter}: directory not found" if not adapter.exists()
-                         else f"--adapter {adapter}: not a directory")
+        raise ValueError(f"--model {adapter}: directory not found" if not adapter.exists()
+                         else f"--model {adapter}: not a directory")
     if not (adapter / "adapter_config.json").is_file():
-        raise ValueError(f"--adapter {adapter}: not a LoRA adapter directory (no adapter_config.json)")
+        raise ValueError(f"--model {adapter}: not a LoRA adapter directory (no adapter_config.json)")
     adapter_cfg = read_json_object(adapter / "adapter_config.json", "adapter_config.json")
     check_weights(adapter, "LoRA adapter")
     if base is None:
@@ -104,17 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         from llava_train.check_data import main as check_main
 
         return check_main(argv[1:])
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(renamed(argv, ALIASES, "clips-llava llava"))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.cmd == "merge-lora":
-            print(f"merged -> {merge_lora(args.adapter, args.out, args.base)}")
+            print(f"merged -> {merge_lora(args.model, args.out, args.base)}")
         elif args.cmd == "projector":
             from llava_train.projector import read_projector, write_projector
 
             if args.action == "import" and not str(args.out).endswith(".safetensors"):
                 raise ValueError("import writes a .safetensors file (--out ...safetensors)")
-            print(f"wrote {write_projector(read_projector(args.src), args.out)}")
+            print(f"wrote {write_projector(read_projector(args.model), args.out)}")
     except (FileNotFoundError, ValueError) as e:
         from llava_train.errors import report
 

@@ -5,8 +5,12 @@ up-front full pass: `llava_train.check_data`.)
 
     from llava_train.data import LlavaDataset, LlavaCollator
     ds = LlavaDataset("llava_v1_5_mix665k.json", "playground/data", processor, template="vicuna_v1",
-                      model_max_length=2048, index_dir="runs/stage2/data_index")
+                      model_max_length=2048, index_dir="runs/stage2/data_index",
+                      image_seq_length=image_seq_length("runs/stage2/init"))  # llava_train.model
     item = ds[0]   # input_ids, labels, pixel_values (or image_row), bad_samples
+
+Each `<image>` becomes `image_seq_length` tokens: the Llava model's `config.image_seq_length`, the
+number the tower's `llava` block records (never derived here).
 
 Reads the LLaVA-1.5 JSON unchanged (`id`, optional `image` relative to the image folder,
 `conversations`), text-only and multi-turn samples included, with LLaVA-1.5's data semantics
@@ -39,16 +43,6 @@ log = logging.getLogger(__name__)
 MAX_REPLACEMENTS = 64
 
 
-def num_image_tokens(processor) -> int:
-    """Image tokens per image for a LlavaProcessor: patches of the processed square + extra - CLS."""
-    ip = processor.image_processor
-    size = ip.size.get("height") or ip.size.get("shortest_edge")
-    if getattr(ip, "do_center_crop", False) and ip.crop_size:
-        size = ip.crop_size["height"]
-    n = (size // processor.patch_size) ** 2 + processor.num_additional_image_tokens
-    return n - (1 if processor.vision_feature_select_strategy == "default" else 0)
-
-
 def load_image(path: Path) -> "Image":  # noqa: F821
     """Decode an image file as a sample needs it; BadSample('missing_image' | 'corrupt_image') otherwise."""
     if not path.is_file():
@@ -64,12 +58,12 @@ class LlavaDataset(torch.utils.data.Dataset):
 
     def __init__(self, data_path, image_folder, processor, template: str, model_max_length: int,
                  max_bad_sample_fraction: float = 0.01, index_dir: str | Path | None = None,
-                 allow_empty: bool = False):
+                 allow_empty: bool = False, *, image_seq_length: int):
         self.data_path = Path(data_path)
         self.image_folder = Path(image_folder) if image_folder else None
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.num_image_tokens = num_image_tokens(processor)
+        self.num_image_tokens = image_seq_length  # the Llava config's image_seq_length
         self.builder = SampleBuilder(self.tokenizer, template, self.num_image_tokens, model_max_length)
         self.image_token_id = self.builder.image_token_id
         self.index = DataIndex.open_or_build(self.data_path, index_dir or self.data_path.parent / ".data_index")
@@ -222,5 +216,5 @@ class LlavaCollator:
 
 
 __all__ = ["IMAGE", "IGNORE_INDEX", "LlavaDataset", "LlavaCollator", "TooManyBadSamples", "SkipCounter",
-           "DataFileError", "BadSample", "num_image_tokens", "load_image", "batch_bad_samples",
+           "DataFileError", "BadSample", "load_image", "batch_bad_samples",
            "zero_image_tokens", "zero_image", "put_images"]

@@ -24,16 +24,10 @@ from pathlib import Path
 import torch
 
 from clips_tower.io import atomic_path
+from clips_tower.distributed import base_llava, is_partitioned
 from llava_train.model import tower_image_shape
 
 log = logging.getLogger(__name__)
-
-
-def base_llava(model):
-    """The LlavaForConditionalGeneration inside DDP / DeepSpeed / peft wrappers."""
-    while hasattr(model, "module"):  # DDP, DeepSpeedEngine
-        model = model.module
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 @torch.no_grad()
@@ -85,7 +79,7 @@ def build_feature_cache(model, dataset, device: str | torch.device = "cpu", batc
     llava = base_llava(model)
     if any(p.requires_grad for p in llava.model.vision_tower.parameters()):
         raise ValueError("feature_cache needs a frozen vision tower (train_tower is on)")
-    if any(hasattr(p, "ds_id") for p in llava.model.vision_tower.parameters()):
+    if any(is_partitioned(p) for p in llava.model.vision_tower.parameters()):
         raise ValueError("feature_cache does not support ZeRO-3 (partitioned tower); use ZeRO-2 or turn it off")
     tower = llava.model.vision_tower
     dtype = next(tower.parameters()).dtype

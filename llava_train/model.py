@@ -6,9 +6,12 @@
     #    LlavaForConditionalGeneration.from_pretrained / AutoProcessor.from_pretrained
 
 The tower dir is what `clips-llava tower export` writes (an HF vision model + its image
-processor); the LlavaConfig comes from the adapter's `build_llava_config` (projector registry there). The tokenizer gains `<image>` (and `<pad>` when it has none), the embeddings are
-resized, the projector is `mlp2x_gelu` (HF's `multi_modal_projector.linear_1/linear_2`), and the
-processor carries the template's chat template and the image-token count. Training later loads
+processor + tower_info.json) or a plain HF vision tower dir. Its `llava` block (feature layer,
+strategy, image-token count; `clips_tower.adapter.tower_llava_block`) is the one source of the
+LlavaConfig and the processor settings (`llava_train.llava_config`, projector registry there); a dummy
+forward of the tower checks it. The tokenizer gains `<image>` (and `<pad>` when it has none), the
+embeddings are resized, the projector is `mlp2x_gelu` (HF's `multi_modal_projector.linear_1/linear_2`),
+and the processor carries the template's chat template and the image-token count. Training later loads
 this directory with `from_pretrained`, so ZeRO-3 partitioned init and 4-bit loading come from
 transformers itself. Projector weights move in and out with `llava_train.projector`.
 """
@@ -19,7 +22,9 @@ from pathlib import Path
 
 import torch
 
+from clips_tower.adapter.tower_facts import tower_image_shape, tower_image_size  # noqa: F401  (re-exported)
 from clips_tower.io import atomic_dir, check_known
+from llava_train.llava_config import build_llava_config, llava_processor_kwargs
 from llava_train.templates import IMAGE, get_template
 
 log = logging.getLogger(__name__)
@@ -56,25 +61,29 @@ def add_llava_tokens(tokenizer) -> int:
     return added
 
 
-def num_tower_tokens(tower, image_size: int, patch_size: int) -> tuple[int, int]:
-    """(patch tokens, extra tokens such as CLS) measured with one dummy forward of the tower."""
+def check_tower_tokens(tower, llava: dict) -> None:
+    """The tower's measured output (one dummy forward) agrees with its `llava` block: the feature layer
+    has `image_seq_length` tokens after the strategy, and "default" drops exactly one (CLS)."""
+    n, strategy = llava["image_seq_length"], llava["vision_feature_select_strategy"]
+    side = tower_image_size(tower.config)
+    layer = llava["vision_feature_layer"]
     with torch.no_grad():
-        px = torch.zeros(1, 3, image_size, image_size, dtype=next(tower.parameters()).dtype)
-        seq = tower(px, output_hidden_states=True).hidden_states[-2].shape[1]
-    patches = (image_size // patch_size) ** 2
-    return patches, seq - patches
+        px = torch.zeros(1, 3, side, side, dtype=next(tower.parameters()).dtype)
+        states = tower(px, output_hidden_states=True).hidden_states
+    for one in (layer if isinstance(layer, list) else [layer]):
+        seq = states[one].shape[1]
+        if strategy == "default" and seq - n != 1:
+            raise ValueError(f"tower emits {seq - n} non-patch tokens; the 'default' feature strategy drops exactly one (CLS)")
+        if seq != n + (llava["num_additional_image_tokens"] if strategy == "default" else 0):
+            raise ValueError(f"tower emits {seq} tokens at vision_feature_layer {one}; its llava block records "
+                             f"image_seq_length {n} and {llava['num_additional_image_tokens']} additional ({strategy})")
 
 
-def tower_image_size(vision_config) -> int:
-    """The tower's square input side: `image_size` is an int or an (H, W) pair in HF vision configs."""
-    size = vision_config.image_size
-    return size if isinstance(size, int) else size[0]
+def image_seq_length(llava_dir: str | Path) -> int:
+    """Image tokens per image of an assembled Llava dir: its config's `image_seq_length`."""
+    from transformers import AutoConfig
 
-
-def tower_image_shape(vision_config) -> tuple[int, int, int]:
-    """(channels, side, side) of one preprocessed image for this tower."""
-    side = tower_image_size(vision_config)
-    return vision_config.num_channels, side, side
+    return int(AutoConfig.from_pretrained(str(llava_dir)).image_seq_length)
 
 
 IMAGE_ASPECT_RATIOS = ("native", "pad")
@@ -104,15 +113,15 @@ def with_aspect_ratio(image_processor, mode: str):
     return cls(**fields, do_pad=True)
 
 
-def build_processor(image_processor, tokenizer, vision_config, extra_tokens: int, template: str,
+def build_processor(image_processor, tokenizer, vision_config, llava: dict, template: str,
                     image_aspect_ratio: str = "native"):
+    """The LlavaProcessor: the tower's image processor, the template's chat template, and the `<image>`
+    expansion of the tower's `llava` block."""
     from transformers import LlavaProcessor
 
     return LlavaProcessor(
         image_processor=with_aspect_ratio(image_processor, image_aspect_ratio), tokenizer=tokenizer,
-        patch_size=vision_config.patch_size,
-        vision_feature_select_strategy="default", num_additional_image_tokens=extra_tokens,
-        chat_template=get_template(template).jinja(tokenizer),
+        **llava_processor_kwargs(vision_config, llava), chat_template=get_template(template).jinja(tokenizer),
     )
 
 
@@ -123,19 +132,18 @@ def assemble_llava(vision_tower: str | Path, language_model: str | Path, out: st
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaForConditionalGeneration
     from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
-    from clips_tower.adapter import build_llava_config, load_tower_model, load_tower_processor
+    from clips_tower.adapter import load_tower_model, load_tower_processor, tower_llava_block
 
     tower = load_tower_model(vision_tower)
     image_processor = load_tower_processor(vision_tower)
     lm = AutoModelForCausalLM.from_pretrained(language_model)
     tokenizer = AutoTokenizer.from_pretrained(language_model)
     vcfg = tower.config
-    patches, extra = num_tower_tokens(tower, tower_image_size(vcfg), vcfg.patch_size)
-    if extra != 1:
-        raise ValueError(f"tower emits {extra} non-patch tokens; the 'default' feature strategy drops exactly one (CLS)")
+    llava = tower_llava_block(vision_tower, vcfg)
+    check_tower_tokens(tower, llava)
     add_llava_tokens(tokenizer)
     config = build_llava_config(vcfg, lm.config, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
-                                projector=projector)
+                                projector=projector, llava=llava)
     # Skeleton on the meta device, then the real tower / LM modules and a fresh projector.
     with torch.device("meta"):
         model = LlavaForConditionalGeneration(config)
@@ -156,7 +164,7 @@ def assemble_llava(vision_tower: str | Path, language_model: str | Path, out: st
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = (
         tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    processor = build_processor(image_processor, tokenizer, vcfg, extra, template, image_aspect_ratio)
+    processor = build_processor(image_processor, tokenizer, vcfg, llava, template, image_aspect_ratio)
     return save_llava(model, processor, out)
 
 

@@ -1,7 +1,7 @@
 """Projector weights in and out: our `mm_projector.safetensors` and LLaVA-1.5's `mm_projector.bin`.
 
-    clips-llava llava projector export --src runs/stage1 --out runs/mm_projector.bin  # LLaVA-1.5 format
-    clips-llava llava projector import --src mm_projector.bin --out runs/mm_projector.safetensors
+    clips-llava llava projector export --model runs/stage1 --out runs/mm_projector.bin  # LLaVA-1.5 format
+    clips-llava llava projector import --model mm_projector.bin --out runs/mm_projector.safetensors
 
 Canonical keys are HF Llava's (`multi_modal_projector.linear_1.weight`, ...). LLaVA-1.5 stores the
 same `mlp2x_gelu` as `model.mm_projector.{0,2}.{weight,bias}` in a torch pickle, read here with

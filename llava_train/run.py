@@ -4,6 +4,8 @@
     from llava_train.run import run
     run(*parse_args(["--config", "configs/llava/stage1_tiny.yaml", ...]))
 
+`run` = `build_trainer` (init model, stage, data, feature cache, collator, trainer) + `.train()` +
+`finish` (final save, report); scripts/bench_llava_train.py times `build_trainer`'s trainer.
 Called by `llava_train.train.main` (launchers) and `clips-llava llava train`. Writes to
 `output_dir`: `init/` (the assembled stock Llava the run starts from), `checkpoint-N/` (HF
 Trainer, for `--resume_from_checkpoint`), the final stock Llava (or a peft adapter for LoRA),
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-from contextlib import contextmanager
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,50 +26,12 @@ import torch
 from clips_tower.inputs import is_llava_dir
 from clips_tower.io import atomic_write
 from llava_train.data import LlavaCollator, LlavaDataset
-from llava_train.model import bnb_config, tower_image_shape
+from clips_tower.distributed import check_save_on_each_node, local_mains_write, whole_weights, writes_as_told
+from llava_train.model import bnb_config, image_seq_length, tower_image_shape
 from llava_train.skips import BadSampleTracker
 from llava_train.stages import apply_stage, get_stage
 
 log = logging.getLogger("llava_train.run")
-
-
-@contextmanager
-def whole_weights(targs):
-    """Load models whole (no ZeRO-3 partitioned init) inside: assembly works on complete weights."""
-    from transformers.integrations.deepspeed import (is_deepspeed_zero3_enabled, set_hf_deepspeed_config,
-                                                     unset_hf_deepspeed_config)
-
-    zero3 = is_deepspeed_zero3_enabled()
-    if zero3:
-        unset_hf_deepspeed_config()
-    try:
-        yield
-    finally:
-        if zero3:
-            set_hf_deepspeed_config(targs.hf_deepspeed_config)
-
-
-def _writes_as_told(is_main_process: bool) -> bool:
-    """`save_pretrained`'s writer check minus transformers 5's "global rank 0 only once torch.distributed
-    is up", so that with `save_on_each_node` each node's local main writes its own copy (HF's convention)."""
-    return is_main_process
-
-
-@contextmanager
-def _local_mains_write(enabled: bool):
-    """Inside (when `enabled`): every `save_pretrained(is_main_process=True)` writes, whatever its global rank."""
-    from transformers import PreTrainedModel
-
-    own = vars(PreTrainedModel).get("should_save_on_this_rank")
-    if enabled:
-        PreTrainedModel.should_save_on_this_rank = lambda self, is_main_process: _writes_as_told(is_main_process)
-    try:
-        yield
-    finally:
-        if enabled and own is None:
-            del PreTrainedModel.should_save_on_this_rank  # the inherited one again
-        elif enabled:
-            PreTrainedModel.should_save_on_this_rank = own
 
 
 def prepare_init(margs, dargs, targs) -> Path:
@@ -81,7 +45,7 @@ def prepare_init(margs, dargs, targs) -> Path:
     per_node = targs.save_on_each_node
     builder = targs.local_process_index == 0 if per_node else targs.process_index == 0
     with targs.main_process_first(local=per_node, desc="assemble the initial Llava"), whole_weights(targs), \
-            _local_mains_write(per_node and builder):
+            local_mains_write(per_node and builder):
         fingerprint = _inputs_fingerprint(margs, dargs, targs)
         stamp = init / "assembled_from.json"
         if builder and (init / "config.json").is_file() and _read_stamp(stamp) != fingerprint:
@@ -157,55 +121,85 @@ def load_model(init: Path, margs, targs, spec):
     return model
 
 
+@dataclass
+class Built:
+    """What `build_trainer` assembled for one run; `finish` reports from it."""
+    trainer: object  # LlavaTrainer (or the `trainer_cls` given)
+    init: Path  # the stock Llava dir the run started from
+    dataset: LlavaDataset
+    tracker: BadSampleTracker
+    trainable: str  # apply_stage's table
+    cache: object = None  # llava_train.feature_cache.FeatureCache, when targs.feature_cache
+    cache_seconds: float = 0.0  # its build (or load) time
+
+
 def run(margs, dargs, targs) -> int:
+    """Build, train (resuming as `--resume_from_checkpoint` says), save and report: the whole run."""
+    from llava_train.checkpoints import resolve_resume
+
+    built = build_trainer(margs, dargs, targs)
+    # true/last: the newest *complete* checkpoint (incomplete ones are skipped with a warning), or step 0
+    resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir, verbose=targs.should_log)
+    built.trainer.train(resume_from_checkpoint=resume)
+    return finish(built, margs, dargs, targs)
+
+
+def build_trainer(margs, dargs, targs, trainer_cls=None) -> Built:
+    """The run's trainer, ready for `.train()`: initial Llava, processor, dataset, model with the stage
+    applied, feature cache, collator. `trainer_cls`: a LlavaTrainer subclass (the benchmark's)."""
     from llava_train.trainer import InterruptCallback, LlavaTrainer
 
     spec = get_stage(margs.stage, margs.train_tower)
-    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or targs.world_size)
-    if targs.save_on_each_node and targs.world_size > local_world and is_deepspeed_zero3_enabled():
-        raise ValueError("save_on_each_node with ZeRO-3 on several nodes cannot save the model on every node "
-                         "(DeepSpeed gathers the full weights on global rank 0 only): put output_dir on shared "
-                         "storage without save_on_each_node, or use ZeRO-2")
+    check_save_on_each_node(targs)
     if spec.tower and targs.ddp_find_unused_parameters is None:
         targs.ddp_find_unused_parameters = True  # layer -2 leaves the tower's last block unused
     init = prepare_init(margs, dargs, targs)
     processor = load_processor(init, dargs)
-    dataset = build_dataset(dargs, targs, processor)
+    dataset = build_dataset(dargs, targs, processor, image_seq_length(init))
     tracker = BadSampleTracker(dargs.max_bad_sample_fraction, dargs.bad_sample_min_seen, dataset.startup_skips)
     model = load_model(init, margs, targs, spec)
     if targs.save_on_each_node:  # each node's local main saves checkpoints and the final model (see prepare_init)
-        model.should_save_on_this_rank = _writes_as_told
+        model.should_save_on_this_rank = writes_as_told
     trainable = apply_stage(model, spec)
+    t0 = time.perf_counter()
+    cache = _feature_cache(model, dataset, targs, spec)
+    cache_seconds = time.perf_counter() - t0 if cache is not None else 0.0
     vcfg = (model.get_base_model() if spec.lora else model).config.vision_config
-    cache = None
-    if targs.feature_cache:
-        if spec.tower:
-            raise ValueError("feature_cache needs a frozen tower; turn off train_tower or feature_cache")
-        from llava_train.feature_cache import build_feature_cache
+    collator = _collator(processor, dataset, targs, tower_image_shape(vcfg), cached=cache is not None)
+    trainer = (trainer_cls or LlavaTrainer)(
+        model=model, args=targs, train_dataset=dataset, data_collator=collator, processing_class=processor,
+        modality_lengths=dataset.modality_lengths, feature_cache=cache, bad_samples=tracker,
+        callbacks=[InterruptCallback(targs.interrupt_after_steps)] if targs.interrupt_after_steps else None)
+    return Built(trainer, init, dataset, tracker, trainable, cache, cache_seconds)
 
-        # rank 0 (each node's local main with save_on_each_node) writes feature_cache_dir first
-        with targs.main_process_first(local=targs.save_on_each_node, desc="tower feature cache"):
-            cache = build_feature_cache(model, dataset, device=targs.device, cache_dir=targs.feature_cache_dir)
+
+def _feature_cache(model, dataset, targs, spec):
+    """The frozen tower's features (llava_train.feature_cache) when `targs.feature_cache`, else None."""
+    if not targs.feature_cache:
+        return None
+    if spec.tower:
+        raise ValueError("feature_cache needs a frozen tower; turn off train_tower or feature_cache")
+    from llava_train.feature_cache import build_feature_cache
+
+    # rank 0 (each node's local main with save_on_each_node) writes feature_cache_dir first
+    with targs.main_process_first(local=targs.save_on_each_node, desc="tower feature cache"):
+        return build_feature_cache(model, dataset, device=targs.device, cache_dir=targs.feature_cache_dir)
+
+
+def _collator(processor, dataset, targs, image_shape, cached: bool):
+    """Padding (LlavaCollator) or packing (llava_train.packing) collator, as `targs.packing` says."""
     ids = (processor.tokenizer.pad_token_id, processor.tokenizer.convert_tokens_to_ids("<image>"),
-           dataset.num_image_tokens, tower_image_shape(vcfg))
+           dataset.num_image_tokens, image_shape)
     if targs.packing:
         from llava_train.packing import PackingCollator
 
-        collator = PackingCollator(*ids, max_length=targs.packing_max_length, cached_features=cache is not None)
-    else:
-        collator = LlavaCollator(*ids, cached_features=cache is not None)
-    trainer = LlavaTrainer(
-        model=model, args=targs, train_dataset=dataset, data_collator=collator, processing_class=processor,
-        modality_lengths=dataset.modality_lengths, mm_projector_lr=targs.mm_projector_lr,
-        vision_tower_lr=targs.vision_tower_lr, feature_cache=cache, label_logits_only=targs.label_logits_only,
-        bad_samples=tracker, callbacks=[InterruptCallback(targs.interrupt_after_steps)] if targs.interrupt_after_steps else None)
-    from llava_train.checkpoints import resolve_resume
+        return PackingCollator(*ids, max_length=targs.packing_max_length, cached_features=cached)
+    return LlavaCollator(*ids, cached_features=cached)
 
-    # true/last: the newest *complete* checkpoint (incomplete ones are skipped with a warning), or step 0
-    resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir, verbose=targs.should_log)
-    trainer.train(resume_from_checkpoint=resume)
+
+def finish(built: Built, margs, dargs, targs) -> int:
+    """After `.train()`: the final save (unless interrupted) and run_report.json (saving process)."""
+    trainer, tracker = built.trainer, built.tracker
     interrupted = targs.interrupt_after_steps and trainer.state.global_step < targs.max_steps
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     tracker.gather_ids()
@@ -213,15 +207,16 @@ def run(margs, dargs, targs) -> int:
         from llava_train.projector import export_from_model_dir
 
         # the projector export goes into the staged final dir: published with the model, never stale
-        export = _export_lora_projector if spec.lora else export_from_model_dir
+        export = _export_lora_projector if get_stage(margs.stage, margs.train_tower).lora else export_from_model_dir
         trainer.save_final(targs.output_dir, before_publish=export)
     if targs.should_save:
-        report = {"stage": margs.stage, "init": str(init), "losses": losses, "global_step": trainer.state.global_step,
-                  "speedups": {"packing": targs.packing, "feature_cache": cache is not None,
+        report = {"stage": margs.stage, "init": str(built.init), "losses": losses,
+                  "global_step": trainer.state.global_step,
+                  "speedups": {"packing": targs.packing, "feature_cache": built.cache is not None,
                                "label_logits_only": targs.label_logits_only},
                   "interrupted": bool(interrupted), "bad_samples": tracker.report(),
-                  "records": len(dataset.index), "usable_records": len(dataset), "trainable": trainable,
-                  "image_aspect_ratio": dargs.image_aspect_ratio}
+                  "records": len(built.dataset.index), "usable_records": len(built.dataset),
+                  "trainable": built.trainable, "image_aspect_ratio": dargs.image_aspect_ratio}
         atomic_write(Path(targs.output_dir) / "run_report.json", json.dumps(report, indent=2))
         print(f"{tracker.startup.report()} at start-up; {tracker.training.report()} during training "
               f"(of {tracker.seen} drawn)")
@@ -241,15 +236,17 @@ def load_processor(init: Path, dargs):
     return processor
 
 
-def build_dataset(dargs, targs, processor, allow_empty: bool = False) -> LlavaDataset:
-    """The lazy dataset over the data index, built once (per node with save_on_each_node, else globally)."""
+def build_dataset(dargs, targs, processor, image_seq_length: int, allow_empty: bool = False) -> LlavaDataset:
+    """The lazy dataset over the data index, built once (per node with save_on_each_node, else globally);
+    `image_seq_length`: the init model's (`llava_train.model.image_seq_length`)."""
     if dargs.check_images:
         log.warning("check_images is deprecated and ignored: bad images are replaced and counted when loaded; "
                     "run `clips-llava llava check-data` for an up-front pass")
     index_dir = dargs.data_index_dir or Path(targs.output_dir) / "data_index"
     with targs.main_process_first(local=targs.save_on_each_node, desc="data index"):
         return LlavaDataset(dargs.data_path, dargs.image_folder, processor, dargs.template, targs.model_max_length,
-                            dargs.max_bad_sample_fraction, index_dir=index_dir, allow_empty=allow_empty)
+                            dargs.max_bad_sample_fraction, index_dir=index_dir, allow_empty=allow_empty,
+                            image_seq_length=image_seq_length)
 
 
 def _export_lora_projector(out: Path) -> None:

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from clips_tower.io import lookup
+from clips_tower.distributed import numel
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def trainable_report(model) -> str:
     """Per top-level part: trainable / total parameter counts, one line each (also logged)."""
     totals: dict[str, list[int]] = {}
     for name, p in model.named_parameters():
-        n = p.ds_numel if hasattr(p, "ds_numel") else p.numel()  # ZeRO-3 partitions hold ds_numel
+        n = numel(p)  # the whole parameter, also under ZeRO-3
         t = totals.setdefault(part_of(name), [0, 0])
         t[1] += n
         t[0] += n if p.requires_grad else 0

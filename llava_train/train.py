@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +108,13 @@ class _Parser(HfArgumentParser):
 
     config: str | None = None
     cli_flags: frozenset[str] = frozenset()
+    before_build = None  # called with the parsed namespace before the dataclasses are built
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, rest = super().parse_known_args(args, namespace)
+        if self.before_build is not None:
+            self.before_build(namespace)
+        return namespace, rest
 
     def error(self, message):
         m = re.match(r"argument (--[\w-]+)", message)
@@ -130,9 +135,16 @@ def _config_path(argv: list[str]) -> str | None:
     return argv[i + 1]
 
 
-def parse_args(argv: list[str]):
+def parse_args(argv: list[str], defaults: dict | None = None, before_build=None):
+    """(ModelArguments, DataArguments, LlavaTrainingArguments) from `--config FILE` + CLI overrides.
+
+    `defaults`: field defaults of this call (the YAML and the CLI still win); `before_build(namespace)`:
+    runs once every field is parsed and before TrainingArguments is built (which sets up the devices)."""
     config = _config_path(argv)
     parser = _Parser((ModelArguments, DataArguments, LlavaTrainingArguments))
+    if defaults:
+        parser.set_defaults(**defaults)
+    parser.before_build = before_build
     parser.cli_flags = frozenset(a.split("=")[0].lstrip("-").replace("-", "_") for a in argv if a.startswith("--"))
     if config is not None:
         i = argv.index("--config")
@@ -193,40 +205,20 @@ def check_inputs(margs, dargs, targs) -> None:
             raise ValueError(f"--{flag} {value}: is a file, not a directory")
 
 
-def _setup_distributed(argv: list[str]) -> None:
-    """CPU + DeepSpeed needs gloo set up before TrainingArguments (else accelerate sees one process); single process
-    without a launcher gets the launcher's env so DeepSpeed does not try MPI. A launcher's env
-    (torchrun / deepspeed on any node) is never touched, and a world of several processes that
-    gives no RANK (mpirun / srun straight into python) is left to DeepSpeed's MPI discovery."""
-    if torch.cuda.is_available() or "--deepspeed" not in " ".join(argv) and "deepspeed:" not in argv_yaml(argv):
-        return
-    sizes = [os.environ.get(k, "1") for k in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS")]
-    if "RANK" not in os.environ and all(n in ("", "1") for n in sizes):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    import deepspeed
+def parse_run_args(argv: list[str]):
+    """`parse_args` for a run that trains in this process: without CUDA `use_cpu` defaults to true (the
+    YAML or the CLI, in either spelling, can still say false), and the parsed `deepspeed` (YAML or CLI)
+    sets up the process (clips_tower.distributed.setup_distributed) before TrainingArguments is built."""
+    from clips_tower import distributed
 
-    if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(dist_backend="gloo")
-
-
-def argv_yaml(argv: list[str]) -> str:
-    config = _config_path(argv)
-    if not config:
-        return ""
-    read_yaml_config(config)  # a missing or malformed config is one line naming it
-    return Path(config).read_text(encoding="utf-8-sig")
+    return parse_args(argv, defaults=None if torch.cuda.is_available() else {"use_cpu": True},
+                      before_build=lambda namespace: distributed.setup_distributed(namespace.deepspeed))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _setup_distributed(argv)
-    if not torch.cuda.is_available() and "--use_cpu" not in argv:
-        argv += ["--use_cpu", "true"]
-    margs, dargs, targs = parse_args(argv)
+    margs, dargs, targs = parse_run_args(argv)
     check_inputs(margs, dargs, targs)
     from llava_train.data_index import DataFileError
     from llava_train.run import run

@@ -4,6 +4,10 @@
                            processing_class=processor, modality_lengths=ds.modality_lengths)
     trainer.train(); trainer.save_final(args.output_dir)
 
+`args` is a `llava_train.train.LlavaTrainingArguments`: the trainer reads its LLaVA fields
+(`mm_projector_lr`, `vision_tower_lr`, `label_logits_only`, `group_by_modality_length`,
+`length_group_mult`) from `self.args`, as HF Trainer reads its own.
+
 Everything else (DeepSpeed ZeRO-2/3, DDP, exact resume) is stock HF Trainer; checkpoints appear only
 complete and the final save is published valid-or-absent (llava_train.checkpoints). The final
 save is a stock HF directory: under ZeRO-3 the Trainer gathers the full 16-bit state dict
@@ -18,11 +22,13 @@ from transformers import Trainer, TrainerCallback
 
 from llava_train.checkpoints import AtomicCheckpoints
 from llava_train.data import IGNORE_INDEX
-from llava_train.feature_cache import base_llava
+from clips_tower.distributed import base_llava
 from llava_train.sampler import ModalityLengthSampler
 from llava_train.stages import param_groups
 
 log = logging.getLogger(__name__)
+ARGS_FIELDS = ("mm_projector_lr", "vision_tower_lr", "label_logits_only", "group_by_modality_length",
+               "length_group_mult")  # read from self.args (llava_train.train.LlavaTrainingArguments)
 
 
 def base_dtype(model) -> torch.dtype:
@@ -51,16 +57,16 @@ class LlavaTrainer(AtomicCheckpoints, Trainer):
     `logits_to_keep` with a boolean mask); the loss is the same token mean as the stock one.
     """
 
-    def __init__(self, *args, modality_lengths: list[int] | None = None, mm_projector_lr: float | None = None,
-                 vision_tower_lr: float | None = None, feature_cache=None, label_logits_only: bool = False,
-                 bad_samples=None, **kwargs):
+    def __init__(self, *args, modality_lengths: list[int] | None = None, feature_cache=None, bad_samples=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        missing = [f for f in ARGS_FIELDS if not hasattr(self.args, f)]
+        if missing:
+            raise TypeError(f"LlavaTrainer needs llava_train.train.LlavaTrainingArguments; args has no {missing}")
         self.bad_samples = bad_samples  # llava_train.skips.BadSampleTracker (also one of the callbacks)
         if bad_samples is not None and bad_samples not in self.callback_handler.callbacks:
             self.add_callback(bad_samples)
-        self.modality_lengths = modality_lengths
-        self.mm_projector_lr, self.vision_tower_lr = mm_projector_lr, vision_tower_lr
-        self.feature_cache, self.label_logits_only = feature_cache, label_logits_only
+        self.modality_lengths, self.feature_cache = modality_lengths, feature_cache
 
     def floating_point_ops(self, inputs) -> int:
         """The stock estimate (6 x tokens x non-embedding params) with the parameter count taken once,
@@ -93,7 +99,7 @@ class LlavaTrainer(AtomicCheckpoints, Trainer):
                 raise ValueError("batch carries image_rows but the trainer has no feature_cache")
             dtype = base_dtype(model)
             inputs["mm_encoder_outputs"] = self.feature_cache.projected(model, inputs.pop("image_rows"), dtype)
-        if not self.label_logits_only or "labels" not in inputs or self.label_smoother is not None:
+        if not self.args.label_logits_only or "labels" not in inputs or self.label_smoother is not None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
         targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # (B, T): next token
@@ -109,11 +115,11 @@ class LlavaTrainer(AtomicCheckpoints, Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
-        if getattr(self.args, "group_by_modality_length", False) and self.modality_lengths is not None:
+        if self.args.group_by_modality_length and self.modality_lengths is not None:
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return ModalityLengthSampler(self.modality_lengths, self.args.per_device_train_batch_size
                                          * self.args.gradient_accumulation_steps, self.args.world_size,
-                                         seed=seed, mult=getattr(self.args, "length_group_mult", 1))
+                                         seed=seed, mult=self.args.length_group_mult)
         return super()._get_train_sampler(train_dataset)
 
     def create_optimizer(self, model=None):
@@ -121,8 +127,8 @@ class LlavaTrainer(AtomicCheckpoints, Trainer):
             opt_model = self.model if model is None else model
             cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             kwargs.pop("lr", None)  # each group carries its own
-            groups = param_groups(opt_model, self.args.learning_rate, self.mm_projector_lr,
-                                  self.vision_tower_lr, self.args.weight_decay)
+            groups = param_groups(opt_model, self.args.learning_rate, self.args.mm_projector_lr,
+                                  self.args.vision_tower_lr, self.args.weight_decay)
             for g in groups:
                 log.info("optimizer group: %d tensors, lr %g, wd %g", len(g["params"]), g["lr"], g["weight_decay"])
             self.optimizer = cls(groups, lr=self.args.learning_rate, **kwargs)

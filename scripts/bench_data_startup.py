@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+IMAGE_TOKENS = 576  # image_seq_length of the ViT-L/14-336-shaped tower make_processor stands for
 SOURCES = [  # (share of mix665k, image dir, turns, words per turn): LLaVA-1.5's mix, roughly
     (0.547, "coco/train2017", (2, 10), (8, 60)),
     (0.130, "vg/VG_100K", (4, 20), (3, 12)),
@@ -123,7 +124,7 @@ def _child(kind: str, data: Path, processor_dir: Path, index_dir: Path) -> dict:
     import torch
     from transformers import AutoProcessor
 
-    from llava_train.data import LlavaCollator, LlavaDataset, num_image_tokens
+    from llava_train.data import LlavaCollator, LlavaDataset
     from llava_train.samples import SampleBuilder
     from llava_train.sampler import ModalityLengthSampler
 
@@ -132,15 +133,15 @@ def _child(kind: str, data: Path, processor_dir: Path, index_dir: Path) -> dict:
     t0 = time.perf_counter()
     if kind == "ours":
         ds = LlavaDataset(data, data.parent, processor, "vicuna_v1", 2048, max_bad_sample_fraction=1.0,
-                          index_dir=index_dir)
+                          index_dir=index_dir, image_seq_length=IMAGE_TOKENS)
         lengths = ds.modality_lengths
     else:
         ds = Llava15StyleDataset(data, data.parent, processor, SampleBuilder(
-            processor.tokenizer, "vicuna_v1", num_image_tokens(processor), 2048))
+            processor.tokenizer, "vicuna_v1", IMAGE_TOKENS, 2048))
         lengths = ds.modality_lengths
     t_ready = time.perf_counter() - t0
     sampler = ModalityLengthSampler(lengths, batch_size=16, world_size=1, seed=0)
-    collator = LlavaCollator(processor.tokenizer.pad_token_id, ds.image_token_id, 576, (3, 336, 336))
+    collator = LlavaCollator(processor.tokenizer.pad_token_id, ds.image_token_id, IMAGE_TOKENS, (3, 336, 336))
     loader = torch.utils.data.DataLoader(ds, batch_size=16, sampler=sampler, collate_fn=collator)
     batch = next(iter(loader))
     t_batch = time.perf_counter() - t0

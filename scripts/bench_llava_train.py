@@ -17,7 +17,7 @@ timed end to end (data loading included); steps slower than 3x the median (anoth
 the shared CPU) are dropped from both sums. Loss curves are compared step by step; with
 `--check-exact` ours also runs without grouping (the baseline's sample order), where the losses
 must agree to float noise. At real widths (random ViT-L/14-336 tower + ~1.2B Llama, bf16,
-gradient checkpointing) it also reports peak memory and MFU vs `--peak_tflops` (989 = H100 bf16
+gradient checkpointing) it also reports peak memory and MFU vs `--peak-tflops` (989 = H100 bf16
 dense). `--json FILE` writes every number and loss curve.
 """
 from __future__ import annotations
@@ -112,52 +112,61 @@ def _throughput(step_tokens: list[list[int]], timer: _Timer, warmup: int) -> tup
     return sum(n[0] for n, _ in kept), sum(n[1] for n, _ in kept), sum(dt for _, dt in kept)
 
 
-def bench_one(init: Path, data: Path, images: Path, template: str, stage: str, ours: bool, args) -> dict:
-    from transformers import AutoProcessor, LlavaForConditionalGeneration, Trainer, TrainingArguments
-
-    from llava_train.data import LlavaCollator, LlavaDataset
-    from llava_train.packing import PackingCollator
-    from llava_train.stages import apply_stage, get_stage
-    from llava_train.trainer import LlavaTrainer
-
-    torch.manual_seed(0)
-    processor = AutoProcessor.from_pretrained(init)
-    ds = LlavaDataset(data, images, processor, template, args.max_len, max_bad_sample_fraction=1.0,
-                      index_dir=Path(init).parent / "data_index")
-    dtype = torch.bfloat16 if args.bf16 else torch.float32
-    model = LlavaForConditionalGeneration.from_pretrained(init, dtype=dtype, attn_implementation="sdpa").to(args.device)
-    model.config.use_cache = False  # as llava_train.run does (and packing needs)
-    apply_stage(model, get_stage(stage))
-    vcfg = model.config.vision_config
-    shape = (3, vcfg.image_size, vcfg.image_size)
-    targs = TrainingArguments(
+def _training_args(cls, stage: str, ours: bool, args, **extra):
+    """The training arguments both sides share (`extra`: ours' LLaVA fields)."""
+    return cls(
         output_dir=str(args.tmp / f"{stage}-{ours}"), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
         learning_rate=1e-3 if stage == "stage1" else 2e-5, lr_scheduler_type="cosine", weight_decay=0.0,
         logging_steps=1, save_strategy="no", report_to=[], seed=0, bf16=args.bf16, disable_tqdm=True,
         use_cpu=args.device == "cpu", dataloader_num_workers=args.workers, gradient_checkpointing=args.real_widths,
-        remove_unused_columns=False)  # keeps n_tokens (and image_row) in the batch
-    cache_s = 0.0
-    if ours:
-        cache = None
-        if "cache" in args.ours:
-            from llava_train.feature_cache import build_feature_cache
+        remove_unused_columns=False, **extra)  # keeps n_tokens (and image_row) in the batch
 
-            t0 = time.perf_counter()
-            cache = build_feature_cache(model, ds, device=args.device, batch_size=32)
-            cache_s = time.perf_counter() - t0
-        ids = (processor.tokenizer.pad_token_id, ds.image_token_id, ds.num_image_tokens, shape)
-        collator = _Meter(PackingCollator(*ids, max_length=args.packing_max_length, cached_features=cache is not None)
-                          if "packing" in args.ours else LlavaCollator(*ids, cached_features=cache is not None),
-                          ds.num_image_tokens)
-        targs.group_by_modality_length = "grouping" in args.ours
-        targs.length_group_mult = args.length_group_mult
-        trainer = _counting(LlavaTrainer)(model=model, args=targs, train_dataset=ds, data_collator=collator,
-                               modality_lengths=ds.modality_lengths, feature_cache=cache,
-                               label_logits_only="label_logits" in args.ours)
-    else:
-        collator = _Meter(LlavaCollator(processor.tokenizer.pad_token_id, ds.image_token_id, ds.num_image_tokens, shape),
-                          ds.num_image_tokens, stock=True)
-        trainer = _counting(Trainer)(model=model, args=targs, train_dataset=ds, data_collator=collator)
+
+def _our_trainer(init: Path, data: Path, images: Path, template: str, stage: str, args):
+    """Our side exactly as `llava_train.run` builds it (`build_trainer`), with the speed-ups in `--ours`."""
+    from llava_train.run import build_trainer
+    from llava_train.train import DataArguments, LlavaTrainingArguments, ModelArguments
+    from llava_train.trainer import LlavaTrainer
+
+    margs = ModelArguments(model_name_or_path=str(init), stage=stage)
+    dargs = DataArguments(data_path=str(data), image_folder=str(images), template=template,
+                          max_bad_sample_fraction=1.0, data_index_dir=str(Path(init).parent / "data_index"))
+    targs = _training_args(
+        LlavaTrainingArguments, stage, True, args, model_max_length=args.max_len,
+        group_by_modality_length="grouping" in args.ours, length_group_mult=args.length_group_mult,
+        packing="packing" in args.ours, packing_max_length=args.packing_max_length,
+        feature_cache="cache" in args.ours, label_logits_only="label_logits" in args.ours)
+    built = build_trainer(margs, dargs, targs, trainer_cls=_counting(LlavaTrainer))
+    built.trainer.data_collator = _Meter(built.trainer.data_collator, built.dataset.num_image_tokens)
+    return built.trainer, built.cache_seconds
+
+
+def _stock_trainer(init: Path, data: Path, images: Path, template: str, stage: str, args):
+    """The baseline: stock Trainer + stock Llava, random sampler, every batch padded to its longest sample."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration, Trainer, TrainingArguments
+
+    from llava_train.data import LlavaCollator, LlavaDataset
+    from llava_train.model import image_seq_length
+    from llava_train.stages import apply_stage, get_stage
+
+    processor = AutoProcessor.from_pretrained(init)
+    ds = LlavaDataset(data, images, processor, template, args.max_len, max_bad_sample_fraction=1.0,
+                      index_dir=Path(init).parent / "data_index", image_seq_length=image_seq_length(init))
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    model = LlavaForConditionalGeneration.from_pretrained(init, dtype=dtype, attn_implementation="sdpa").to(args.device)
+    model.config.use_cache = False  # as llava_train.run does
+    apply_stage(model, get_stage(stage))
+    vcfg = model.config.vision_config
+    collator = _Meter(LlavaCollator(processor.tokenizer.pad_token_id, ds.image_token_id, ds.num_image_tokens,
+                                    (3, vcfg.image_size, vcfg.image_size)), ds.num_image_tokens, stock=True)
+    targs = _training_args(TrainingArguments, stage, False, args)
+    return _counting(Trainer)(model=model, args=targs, train_dataset=ds, data_collator=collator), 0.0
+
+
+def bench_one(init: Path, data: Path, images: Path, template: str, stage: str, ours: bool, args) -> dict:
+    """Train one side for `--steps` and measure it: tokens/s, losses, (CUDA) peak memory and MFU."""
+    torch.manual_seed(0)
+    trainer, cache_s = (_our_trainer if ours else _stock_trainer)(init, data, images, template, stage, args)
     trainer.bench_tokens = []
     timer = _Timer(args.device)
     trainer.add_callback(timer)
@@ -165,22 +174,24 @@ def bench_one(init: Path, data: Path, images: Path, template: str, stage: str, o
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     tokens, image_tokens, dt = _throughput(trainer.bench_tokens, timer, args.warmup)
-    tps = tokens / dt
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    n_lm = sum(p.numel() for n, p in model.named_parameters() if "vision_tower" not in n and "embed_tokens" not in n)
-    n_tower = sum(p.numel() for n, p in model.named_parameters() if "vision_tower" in n)
-    # Model FLOPs the step needs (recompute not counted): LM 6 x params per token when it trains (stage 2),
-    # 4 x when frozen (forward + activation gradients, stage 1); the frozen tower's forward, 2 x params per
-    # patch, counts for both sides (the cache moves that work out of the loop, it does not remove it).
-    flops = (6 if stage == "stage2" else 4) * n_lm * tokens + 2 * n_tower * image_tokens
     r = {"stage": stage, "side": "ours" if ours else "baseline", "tokens": tokens, "seconds": dt,
-         "tokens_per_s": tps, "cache_build_s": cache_s, "losses": losses, "first_loss": losses[0],
+         "tokens_per_s": tokens / dt, "cache_build_s": cache_s, "losses": losses, "first_loss": losses[0],
          "last_loss": losses[-1], "mean_loss": sum(losses) / len(losses)}
     if args.device == "cuda":
         r["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        r["mfu"] = flops / dt / (args.peak_tflops * 1e12)
-    del trainer, model
+        r["mfu"] = _flops(trainer.model, stage, tokens, image_tokens) / dt / (args.peak_tflops * 1e12)
+    del trainer
     return r
+
+
+def _flops(model, stage: str, tokens: int, image_tokens: int) -> float:
+    """Model FLOPs the steps needed (recompute not counted): LM 6 x params per token when it trains (stage 2),
+    4 x when frozen (forward + activation gradients, stage 1); the frozen tower's forward, 2 x params per
+    patch, counts for both sides (the cache moves that work out of the loop, it does not remove it)."""
+    n_lm = sum(p.numel() for n, p in model.named_parameters() if "vision_tower" not in n and "embed_tokens" not in n)
+    n_tower = sum(p.numel() for n, p in model.named_parameters() if "vision_tower" in n)
+    return (6 if stage == "stage2" else 4) * n_lm * tokens + 2 * n_tower * image_tokens
 
 
 def _compare(base: dict, ours: dict) -> str:
@@ -202,29 +213,66 @@ STAGES = {"stage1": ("plain", "stage1.json"), "stage2": ("vicuna_v1", "stage2.js
 FEATURES = ("grouping", "packing", "cache", "label_logits")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _dashed(p: argparse.ArgumentParser, name: str, **kw) -> None:
+    """`--a-b` (shown in --help) with `--a_b` as a hidden alias (the old spelling, for one release)."""
+    p.add_argument("--" + name.replace("_", "-"), dest=name, **kw)
+    p.add_argument("--" + name, dest=name, help=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                   **{k: v for k, v in kw.items() if k not in ("help", "default")})
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="example:\n  .venv/bin/python scripts/bench_llava_train.py --steps 30 --preset tiny\n"
                                        "  python scripts/bench_llava_train.py --real-widths --device cuda --steps 10")
     p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--max_len", type=int, default=2048)
+    _dashed(p, "batch_size", type=int, default=8)
+    _dashed(p, "max_len", type=int, default=2048)
     p.add_argument("--preset", default="tiny", help="world preset (tiny | demo); also picks the tower and LM shapes")
     p.add_argument("--stages", default="stage1,stage2", help="comma list of stage1, stage2")
     p.add_argument("--ours", default=",".join(FEATURES), help=f"our side's speed-ups, comma list of {FEATURES}")
-    p.add_argument("--packing_max_length", type=int, default=None,
-                   help="row length for packing (default: the batch's longest sample)")
-    p.add_argument("--length_group_mult", type=int, default=8,
-                   help="ours' grouping sorts this many steps of samples together (1 = LLaVA-1.5 exactly)")
+    _dashed(p, "packing_max_length", type=int, default=None,
+            help="row length for packing (default: the batch's longest sample)")
+    _dashed(p, "length_group_mult", type=int, default=8,
+            help="ours' grouping sorts this many steps of samples together (1 = LLaVA-1.5 exactly)")
     p.add_argument("--check-exact", dest="check_exact", action="store_true",
                    help="also run ours without grouping (same sample order as the baseline): losses must match")
     p.add_argument("--real-widths", dest="real_widths", action="store_true")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1: steadier on a shared machine)")
-    p.add_argument("--peak_tflops", type=float, default=989.0)
+    _dashed(p, "peak_tflops", type=float, default=989.0)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--warmup", type=int, default=3, help="untimed first steps")
     p.add_argument("--json")
+    return p
+
+
+def _bench_stage(init: Path, world: Path, stage: str, args) -> list[dict]:
+    """Baseline and ours for one stage (and, with --check-exact, ours in the baseline's order); printed."""
+    template, data = STAGES[stage]
+
+    def run(ours: bool) -> dict:
+        return bench_one(init, world / "llava" / data, world / "llava/images", template, stage, ours, args)
+
+    base, ours_r = run(False), run(True)
+    for r in (base, ours_r):
+        extra = f", peak {r['peak_mem_gib']:.1f} GiB, MFU {r['mfu']:.1%}" if "mfu" in r else ""
+        print(f"{stage} {r['side']:>8}: {r['tokens_per_s']:10.1f} tokens/s over {r['tokens']} tokens "
+              f"({r['seconds']:.2f} s), mean loss {r['mean_loss']:.4f}{extra}", flush=True)
+    print(_compare(base, ours_r), flush=True)
+    results = [base, ours_r]
+    if args.check_exact:
+        grouping, args.ours = args.ours, args.ours - {"grouping"}
+        same = run(True)
+        args.ours = grouping
+        worst = max(abs(a - b) for a, b in zip(base["losses"], same["losses"]))
+        print(f"{stage} exactness: ours without grouping vs baseline, max |loss diff| over "
+              f"{len(same['losses'])} steps = {worst:.2e}", flush=True)
+        results.append({**same, "side": "ours_same_order", "max_loss_diff": worst})
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     stages = args.stages.split(",")
     args.ours = set(args.ours.split(",")) - {""}
@@ -235,36 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
-    from llava_train.model import assemble_llava
     from clips_tower.world import generate_world
+    from llava_train.model import assemble_llava
 
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = Path(tmp)
         world = args.tmp / "world"
         generate_world(world, preset=args.preset, seed=0)
         tower, lm = _real_width_parts(args.tmp, world) if args.real_widths else _embedded_parts(args.tmp, world, args.preset)
-        results = []
         init = assemble_llava(tower, lm, args.tmp / "init")  # one stock Llava; each stage renders its own template
-        for stage in stages:
-            template, data = STAGES[stage]
-            def run(ours: bool, stage=stage, template=template, data=data) -> dict:
-                return bench_one(init, world / "llava" / data, world / "llava/images", template, stage, ours, args)
-
-            base, ours_r = run(False), run(True)
-            for r in (base, ours_r):
-                extra = f", peak {r['peak_mem_gib']:.1f} GiB, MFU {r['mfu']:.1%}" if "mfu" in r else ""
-                print(f"{stage} {r['side']:>8}: {r['tokens_per_s']:10.1f} tokens/s over {r['tokens']} tokens "
-                      f"({r['seconds']:.2f} s), mean loss {r['mean_loss']:.4f}{extra}", flush=True)
-            print(_compare(base, ours_r), flush=True)
-            results += [base, ours_r]
-            if args.check_exact:
-                grouping, args.ours = args.ours, args.ours - {"grouping"}
-                same = run(True)
-                args.ours = grouping
-                worst = max(abs(a - b) for a, b in zip(base["losses"], same["losses"]))
-                print(f"{stage} exactness: ours without grouping vs baseline, max |loss diff| over "
-                      f"{len(same['losses'])} steps = {worst:.2e}", flush=True)
-                results.append({**same, "side": "ours_same_order", "max_loss_diff": worst})
+        results = [r for stage in stages for r in _bench_stage(init, world, stage, args)]
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0 if all(math.isfinite(r["last_loss"]) for r in results) else 1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shared launcher of the LLaVA stage scripts: `deepspeed` (or LAUNCHER=torchrun) -m llava_train.train "$@".
 # Not called directly; scripts/{pretrain_projector,finetune,finetune_lora}.sh exec it. NPROC processes (default 1);
-# without CUDA it sets DS_ACCELERATOR=cpu and OMP_NUM_THREADS to the cores per process.
+# without CUDA it sets DS_ACCELERATOR=cpu and OMP_NUM_THREADS to the cores per process. The rest of the process
+# set-up (gloo for CPU + DeepSpeed, a single process's env, ZeRO-3) is llava_train/distributed.py.
 #
 # Multi-node, configured by env (NPROC = processes per node):
 #   NNODES  nodes (default 1)        NODE_RANK  this node, 0..NNODES-1
@@ -29,7 +30,7 @@ if [ -z "${CUDA_VISIBLE_DEVICES+x}" ] && ! $PY -c "import torch,sys; sys.exit(no
 fi
 
 if [ "$NNODES" -eq 1 ] && [ -z "$HOSTFILE" ]; then  # one node: a free port unless MASTER_PORT is given
-  PORT=${MASTER_PORT:-$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")}
+  PORT=${MASTER_PORT:-$($PY -m clips_tower.distributed free-port)}
   if [ "$LAUNCHER" = torchrun ]; then
     exec $PY -m llava_train.torchrun --nproc_per_node "$NPROC" --master_port "$PORT" -m llava_train.train "$@"
   fi

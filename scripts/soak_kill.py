@@ -80,11 +80,11 @@ def build_inputs(root: Path, target: str) -> dict:
     if target != "clips":
         if not (tower / "tower_info.json").is_file() or not (tower / "config.json").is_file():
             shutil.rmtree(tower, ignore_errors=True)
-            cli("tower", "export", "--source", str(REPO / "configs/clips/models/tiny.json"), "--random-init",
+            cli("tower", "export", "--model", str(REPO / "configs/clips/models/tiny.json"), "--random-init",
                 "--out", str(tower))
         if not (lm / "model.safetensors").is_file() or not (lm / "config.json").is_file():
             shutil.rmtree(lm, ignore_errors=True)
-            cli("lm", "init", "--preset", "tiny", "--corpus", str(world), "--out", str(lm))
+            cli("lm", "init", "--preset", "tiny", "--data", str(world), "--out", str(lm))
     return {"world": world, "tower": tower, "lm": lm}
 
 

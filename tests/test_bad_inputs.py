@@ -414,7 +414,7 @@ EVAL_PROBLEMS = {**MODEL_PROBLEMS, "no_weights": "no Llava model weights", "conf
 def test_eval_run_bad_model_dir(corpus, run, name):
     d = {"language_model": corpus.lm, "missing": corpus.inp / "no_model"}.get(name) or corpus.models.get(name, corpus.llava)
     out = corpus.files["a_file"] if name == "out_is_file" else _out(corpus, f"eval-{name}")
-    r = run(["eval", "run", "--model", d, "--suite", "local", "--world", corpus.tiny_world, "--out", out,
+    r = run(["eval", "run", "--model", d, "--suite", "local", "--data", corpus.tiny_world, "--out", out,
              "--limit", "1", "--device", "cpu"])
     needle = {"language_model": "not a Llava model directory", "missing": "not found", "out_is_file": "is a file",
               }.get(name) or EVAL_PROBLEMS[name]
@@ -427,7 +427,7 @@ def test_eval_report_malformed_results(corpus, run):
 
 
 def test_eval_prepare_counts_a_corrupt_image(corpus, run):
-    r = run(["eval", "prepare", "--world", corpus.world, "--out", _out(corpus, "prepare"), "--tasks", "synth_pope"])
+    r = run(["eval", "prepare", "--data", corpus.world, "--out", _out(corpus, "prepare"), "--tasks", "synth_pope"])
     assert r.rc == 0 and f"skipped {corpus.pope_skips} unusable row(s)" in r.out, r.out + r.err[-2000:]
     TALLY["counted skips"] += corpus.pope_skips
     TALLY["inputs"] += corpus.pope_skips - 1
@@ -461,13 +461,13 @@ def test_llava_train_model_dirs(corpus, run, case):
 def test_merge_lora(corpus, run, case):
     c = corpus
     argv, needles = {
-        "truncated adapter": (["--adapter", c.lora_truncated, "--base", c.llava], [c.lora_truncated, "truncated"]),
-        "no adapter_config": (["--adapter", c.models["empty_dir"], "--base", c.llava], [c.models["empty_dir"], "adapter_config.json"]),
-        "no base in config": (["--adapter", c.lora_no_base], [c.lora_no_base, "base_model_name_or_path"]),
-        "base not a llava": (["--adapter", c.lora, "--base", c.lm], [c.lm, "not a Llava model directory"]),
-        "truncated base": (["--adapter", c.lora, "--base", c.models["truncated_weights"]], [c.models["truncated_weights"], "truncated"]),
-        "out is a file": (["--adapter", c.lora, "--base", c.llava], [c.files["a_file"], "is a file"]),
-        "missing adapter": (["--adapter", c.inp / "no_adapter", "--base", c.llava], ["no_adapter", "not found"]),
+        "truncated adapter": (["--model", c.lora_truncated, "--base", c.llava], [c.lora_truncated, "truncated"]),
+        "no adapter_config": (["--model", c.models["empty_dir"], "--base", c.llava], [c.models["empty_dir"], "adapter_config.json"]),
+        "no base in config": (["--model", c.lora_no_base], [c.lora_no_base, "base_model_name_or_path"]),
+        "base not a llava": (["--model", c.lora, "--base", c.lm], [c.lm, "not a Llava model directory"]),
+        "truncated base": (["--model", c.lora, "--base", c.models["truncated_weights"]], [c.models["truncated_weights"], "truncated"]),
+        "out is a file": (["--model", c.lora, "--base", c.llava], [c.files["a_file"], "is a file"]),
+        "missing adapter": (["--model", c.inp / "no_adapter", "--base", c.llava], ["no_adapter", "not found"]),
     }[case]
     out = c.files["a_file"] if case == "out is a file" else _out(c, f"merge-{case}")
     expect_error(run(["llava", "merge-lora", *argv, "--out", out]), "clips-llava llava merge-lora", *needles)
@@ -478,7 +478,7 @@ def test_projector(corpus, run, case):
     src, needle = {"corrupt bin": (corpus.projector_bin, "not a readable torch weights file"),
                    "truncated safetensors": (corpus.projector_st, "truncated"),
                    "missing": (corpus.inp / "no_projector.bin", "not found")}[case]
-    r = run(["llava", "projector", "export", "--src", src, "--out", _out(corpus, "projector") / "p.safetensors"])
+    r = run(["llava", "projector", "export", "--model", src, "--out", _out(corpus, "projector") / "p.safetensors"])
     expect_error(r, "clips-llava llava projector", src, needle)
 
 
@@ -487,18 +487,18 @@ def test_projector(corpus, run, case):
 def test_tower(corpus, run, case):
     c, arch = corpus, REPO / "configs/clips/models/tiny.json"
     argv, needles = {
-        "export corrupt weights": (["export", "--source", c.open_clip_corrupt, "--out", _out(c, "tower1")],
+        "export corrupt weights": (["export", "--model", c.open_clip_corrupt, "--out", _out(c, "tower1")],
                                    [c.open_clip_corrupt / "open_clip_model.safetensors", "not a valid safetensors"]),
-        "export config list": (["export", "--source", c.open_clip_list, "--out", _out(c, "tower2")],
+        "export config list": (["export", "--model", c.open_clip_list, "--out", _out(c, "tower2")],
                                [c.open_clip_list / "open_clip_config.json", "not a valid open_clip config"]),
-        "export malformed arch": (["export", "--source", c.clips_configs["model_malformed.yaml"].parent / "arch_malformed.json",
+        "export malformed arch": (["export", "--model", c.clips_configs["model_malformed.yaml"].parent / "arch_malformed.json",
                                    "--random-init", "--out", _out(c, "tower3")], ["arch_malformed.json", "not valid JSON"]),
-        "export out is a file": (["export", "--source", arch, "--random-init", "--out", c.files["a_file"]], [c.files["a_file"], "is a file"]),
-        "check truncated": (["check", "--source", arch, "--random-init", "--exported", c.models["truncated_weights"]],
+        "export out is a file": (["export", "--model", arch, "--random-init", "--out", c.files["a_file"]], [c.files["a_file"], "is a file"]),
+        "check truncated": (["check", "--model", arch, "--random-init", "--out", c.models["truncated_weights"]],
                             [c.models["truncated_weights"] / "model.safetensors", "truncated"]),
-        "check tower_info malformed": (["check", "--source", arch, "--random-init", "--exported", c.tower_info_bad],
+        "check tower_info malformed": (["check", "--model", arch, "--random-init", "--out", c.tower_info_bad],
                                        [c.tower_info_bad / "tower_info.json", "malformed JSON"]),
-        "check missing": (["check", "--source", arch, "--random-init", "--exported", c.inp / "no_tower"], ["no_tower", "no config.json"]),
+        "check missing": (["check", "--model", arch, "--random-init", "--out", c.inp / "no_tower"], ["no_tower", "no config.json"]),
     }[case]
     expect_error(run(["tower", *argv]), f"clips-llava tower {argv[0]}", *needles)
 
@@ -520,13 +520,13 @@ def test_clips_eval(corpus, run, case):
 def test_lm(corpus, run, case):
     c, bad_corpus = corpus, corpus.files["non_utf8.txt"]
     argv, needles = {
-        "pretrain truncated model": (["pretrain", "--model", c.lm_truncated, "--corpus", c.tiny_world, "--out", _out(c, "lm1")],
+        "pretrain truncated model": (["pretrain", "--model", c.lm_truncated, "--data", c.tiny_world, "--out", _out(c, "lm1")],
                                      [c.lm_truncated / "model.safetensors", "truncated"]),
-        "pretrain non-UTF-8 corpus": (["pretrain", "--model", c.lm, "--corpus", bad_corpus, "--out", _out(c, "lm2")],
+        "pretrain non-UTF-8 corpus": (["pretrain", "--model", c.lm, "--data", bad_corpus, "--out", _out(c, "lm2")],
                                       [bad_corpus, "not UTF-8"]),
-        "init non-UTF-8 corpus": (["init", "--corpus", bad_corpus, "--out", _out(c, "lm3")], [bad_corpus, "not UTF-8"]),
-        "init out is a file": (["init", "--corpus", c.tiny_world, "--out", c.files["a_file"]], [c.files["a_file"], "is a file"]),
-        "init missing corpus": (["init", "--corpus", c.inp / "no_corpus", "--out", _out(c, "lm4")], ["no_corpus", "no corpus"]),
+        "init non-UTF-8 corpus": (["init", "--data", bad_corpus, "--out", _out(c, "lm3")], [bad_corpus, "not UTF-8"]),
+        "init out is a file": (["init", "--data", c.tiny_world, "--out", c.files["a_file"]], [c.files["a_file"], "is a file"]),
+        "init missing corpus": (["init", "--data", c.inp / "no_corpus", "--out", _out(c, "lm4")], ["no_corpus", "no corpus"]),
     }[case]
     expect_error(run(["lm", *argv]), f"clips-llava lm {argv[0]}", *needles)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.cli import main
-from eval.report import paired_bootstrap
+from clips_llava_eval.cli import main
+from clips_llava_eval.report import paired_bootstrap
 
 PREFIX = "20260101_000000"
 
@@ -44,7 +44,7 @@ def mme(correct: list[tuple[float, float]]):
         for s in pair:
             rows.append({"doc_id": k, "mme_perception_score": {"question_id": f"{img}.png", "category": "color", "score": s}})
             k += 1
-    from eval.tasks.utils import mme_aggregate_results
+    from clips_llava_eval.tasks.utils import mme_aggregate_results
     return {"mme_perception_score,none": mme_aggregate_results([r["mme_perception_score"] for r in rows])}, rows
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.cli import main
+from clips_llava_eval.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -32,7 +32,7 @@ def responses(results_json: Path, task: str) -> list[str]:
 def local_run(tiny_llava_dir, tiny_world, tmp_path_factory):
     """The local suite, batched (our lmms-eval model class), --limit 2, via `clips-llava eval run`."""
     out = tmp_path_factory.mktemp("eval") / "run"
-    rc = main(["run", "--model", str(tiny_llava_dir), "--suite", "local", "--world", str(tiny_world),
+    rc = main(["run", "--model", str(tiny_llava_dir), "--suite", "local", "--data", str(tiny_world),
                "--out", str(out), "--limit", "2", "--batch-size", "2"])
     return rc, out
 
@@ -61,7 +61,7 @@ def test_report_on_a_real_run(local_run, tmp_path):
 def test_stock_lmms_eval_command_on_our_model(local_run, tiny_llava_dir, tiny_world, tmp_path):
     """`python -m lmms_eval --model llava_hf ... --include_path eval/tasks` after `eval prepare`; its
     unbatched answers equal the batched ones of clips_llava_hf."""
-    assert main(["prepare", "--world", str(tiny_world), "--out", str(tmp_path / "runs/eval-data"),
+    assert main(["prepare", "--data", str(tiny_world), "--out", str(tmp_path / "runs/eval-data"),
                  "--tasks", "synth_gqa"]) == 0
     proc = lmms_eval(["--model", "llava_hf", "--model_args", f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu",
                       "--tasks", "synth_gqa", "--include_path", str(REPO / "eval/tasks"), "--limit", "2",
@@ -89,9 +89,9 @@ metric_list: [{metric: acc, aggregation: mean, higher_is_better: true}]
 def test_multiple_choice_task_runs_with_our_model(tiny_llava_dir, tiny_world, tmp_path):
     """Stock llava_hf fails here (processor without images; tuple outputs stringified by the evaluator)."""
     task_dir = tmp_path / "tasks"
-    assert main(["prepare", "--world", str(tiny_world), "--out", str(task_dir), "--tasks", "synth_pope"]) == 0
+    assert main(["prepare", "--data", str(tiny_world), "--out", str(task_dir), "--tasks", "synth_pope"]) == 0
     (task_dir / "synth_pope.yaml").unlink()
-    (task_dir / "utils.py").write_text("from eval.tasks.utils import doc_to_visual  # noqa: F401\n")
+    (task_dir / "utils.py").write_text("from clips_llava_eval.tasks.utils import doc_to_visual  # noqa: F401\n")
     (task_dir / "synth_pope_mc.yaml").write_text(MC_TASK)
     proc = lmms_eval(["--model", "clips_llava_hf", "--model_args", f"pretrained={tiny_llava_dir},device=cpu",
                       "--tasks", "synth_pope_mc", "--include_path", str(task_dir), "--limit", "3",
@@ -117,8 +117,8 @@ def test_dry_run_prints_the_hub_command(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "/nonexistent/llava", "--suite", "local", "--world", "w"], "directory not found"),
-    (["--model", ".", "--suite", "local", "--world", "w"], "no config.json"),
+    (["--model", "/nonexistent/llava", "--suite", "local", "--data", "w"], "directory not found"),
+    (["--model", ".", "--suite", "local", "--data", "w"], "no config.json"),
     (["--model", "m", "--suite", "nosuch"], "unknown suite 'nosuch'; known: llava15, local, paper"),
     (["--model", "m", "--suite", "local", "--tasks", "synth_pope,pope"], "unknown task(s) pope"),
 ])
@@ -129,15 +129,15 @@ def test_usage_errors(argv, message, tmp_path, capsys):
 
 def test_local_suite_needs_a_world(tiny_llava_dir, tmp_path, capsys):
     assert main(["run", "--model", str(tiny_llava_dir), "--suite", "local", "--out", str(tmp_path)]) == 2
-    assert "--world" in capsys.readouterr().err
+    assert "--data" in capsys.readouterr().err
 
 
 def test_lmms_eval_failure_is_reported(tiny_world, tmp_path, capsys, monkeypatch):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}")  # loads as no known model type: lmms-eval fails, exits 0
-    monkeypatch.setattr("eval.cli._check_model", lambda *a: None)  # past the up-front model-dir check
-    rc = main(["run", "--model", str(broken), "--suite", "local", "--world", str(tiny_world),
+    monkeypatch.setattr("clips_llava_eval.cli._check_model", lambda *a: None)  # past the up-front model-dir check
+    rc = main(["run", "--model", str(broken), "--suite", "local", "--data", str(tiny_world),
                "--out", str(tmp_path / "o"), "--tasks", "synth_gqa", "--limit", "1"])
     assert rc == 1
     err = capsys.readouterr().err
@@ -150,19 +150,19 @@ def test_prepare_counts_skipped_rows_and_writes_an_include_dir(tmp_path, capsys)
     world = make_eval_world(tmp_path / "world")
     with open(world / "eval/gqa.jsonl", "a") as f:
         f.write('{"question_id": "x", "image": "images/missing.png", "question": "?", "answer": "a"}\nnot json\n')
-    assert main(["prepare", "--world", str(world), "--out", str(tmp_path / "data")]) == 0
+    assert main(["prepare", "--data", str(world), "--out", str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out
     assert "synth_gqa: skipped 2 unusable row(s)" in out and "synth_gqa: 4 samples" in out
     assert "synth_mme: 8 samples" in out
     override = (tmp_path / "data/synth_gqa.yaml").read_text()
     assert "eval/tasks/synth_gqa.yaml" in override and "test: synth_gqa.parquet" in override
-    assert main(["prepare", "--world", str(tmp_path / "nothing"), "--out", str(tmp_path / "d2")]) == 2
+    assert main(["prepare", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "d2")]) == 2
 
 
 def test_blind_control_keeps_every_question_and_shows_one_image(tiny_world, tmp_path):
     import datasets
 
-    from eval.data import prepare
+    from clips_llava_eval.data import prepare
 
     real, blind = tmp_path / "real", tmp_path / "blind"
     tasks = ["synth_pope", "synth_gqa", "synth_caption"]

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from eval.tasks import utils as U
+from clips_llava_eval.tasks import utils as U
 
 
 def test_pope_scores_match_hand_counts():

@@ -27,10 +27,12 @@ def _dataset(parts, template, data, **kw):
     from transformers import AutoProcessor
 
     from llava_train.data import LlavaDataset
+    from llava_train.model import image_seq_length
 
     processor = AutoProcessor.from_pretrained(parts["llava"][template])
     return LlavaDataset(data, parts["world"] / "llava/images", processor, template, kw.pop("max_len", 512),
-                        index_dir=parts["tmp"] / "index", **kw)
+                        index_dir=parts["tmp"] / "index", image_seq_length=image_seq_length(parts["llava"][template]),
+                        **kw)
 
 
 def test_lm_pretrain_learns(parts, tmp_path):
@@ -101,6 +103,7 @@ def test_bad_samples_replaced_at_load_time_and_counted(parts, tmp_path):
     from transformers import AutoProcessor
 
     from llava_train.data import LlavaDataset, batch_bad_samples
+    from llava_train.model import image_seq_length
     from llava_train.skips import BadSampleTracker, TooManyBadSamples
 
     world = parts["world"]
@@ -119,7 +122,9 @@ def test_bad_samples_replaced_at_load_time_and_counted(parts, tmp_path):
     ]
     data = write_json(tmp_path / "data.json", good + bad)
     processor = AutoProcessor.from_pretrained(parts["llava"]["vicuna_v1"])
-    ds = LlavaDataset(data, images, processor, "vicuna_v1", 300, max_bad_sample_fraction=0.5, index_dir=tmp_path / "ix")
+    n = image_seq_length(parts["llava"]["vicuna_v1"])
+    ds = LlavaDataset(data, images, processor, "vicuna_v1", 300, max_bad_sample_fraction=0.5, index_dir=tmp_path / "ix",
+                      image_seq_length=n)
     # structural problems are known at start-up (no tokenizer, no image decoding) ...
     assert ds.startup_skips.counts == {"image_token_count": 1} and len(ds) == len(good) + 3
     # ... the others when the sample is built: replaced by another sample, reported in the item
@@ -145,7 +150,8 @@ def test_bad_samples_replaced_at_load_time_and_counted(parts, tmp_path):
     with pytest.raises(TooManyBadSamples, match="corrupt_image=.*missing_image=.*too_long="):
         strict.update(batch_bad_samples(items))
     with pytest.raises(TooManyBadSamples, match="image_token_count"):  # start-up fraction
-        LlavaDataset(data, images, processor, "vicuna_v1", 300, max_bad_sample_fraction=0.01, index_dir=tmp_path / "ix")
+        LlavaDataset(data, images, processor, "vicuna_v1", 300, max_bad_sample_fraction=0.01, index_dir=tmp_path / "ix",
+                     image_seq_length=n)
 
 
 def test_projector_roundtrip_llava15_bin(parts, tmp_path):
@@ -189,13 +195,31 @@ def test_modality_length_sampler_groups():
 
 
 def test_every_llava_config_parses(tmp_path):
+    """Every configs/llava/*.yaml parses, and each of its settings arrives on the parsed arguments with
+    the YAML's value (a parser that dropped or mangled a key, or let a default win, fails here)."""
+    import enum
+
     from tests.llava_helpers import REPO
 
-    from llava_train.train import parse_args
+    from llava_train.train import parse_args, read_yaml_config
 
+    cli = {"output_dir": str(tmp_path), "deepspeed": "", "use_cpu": True}
     for cfg in sorted((REPO / "configs/llava").glob("*.yaml")):
         m, d, t = parse_args(["--config", str(cfg), "--output_dir", str(tmp_path), "--deepspeed", "", "--use_cpu", "true"])
         assert m.stage in ("stage1", "stage2", "stage2_lora") and d.template in ("plain", "vicuna_v1"), cfg
+        yaml = read_yaml_config(cfg)
+        assert yaml, cfg
+        for key, want in {**yaml, **cli}.items():
+            owners = [a for a in (m, d, t) if hasattr(a, key)]
+            assert owners, f"{cfg.name}: {key} is on no argument dataclass"
+            got = getattr(owners[0], key)
+            got = got.value if isinstance(got, enum.Enum) else got
+            if key == "report_to":  # TrainingArguments keeps a list of integrations; "none" is none
+                assert got in ([] if want == "none" else [want], [want], want), (cfg.name, key, got)
+            elif key == "deepspeed" and key in cli:
+                assert not got, (cfg.name, got)  # the command line wins over the YAML
+            else:
+                assert got == want, (cfg.name, key, got, want)
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["pixels", "feature-cache"])

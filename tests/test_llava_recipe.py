@@ -255,7 +255,7 @@ def test_check_data_keeps_what_llava15_keeps(parts, tmp_path, capsys):
     data, images = _quirk_data(parts, tmp_path)
     args = _check_data_args(parts, data, images, tmp_path / "run")
     report, clean = tmp_path / "report.json", tmp_path / "clean.json"
-    assert main(args + ["--workers", "2", "--show", "2", "--report", str(report), "--write_clean", str(clean)]) == 0
+    assert main(args + ["--workers", "2", "--show", "2", "--report", str(report), "--write-clean", str(clean)]) == 0
     out = capsys.readouterr().out
     rep = json.loads(report.read_text())
     expected_bad = {}
@@ -287,11 +287,13 @@ def test_lazy_dataset_equals_full_pass(parts, tmp_path):
 
     from llava_train.check_data import scan
     from llava_train.data import LlavaDataset
+    from llava_train.model import image_seq_length
     from llava_train.samples import SampleBuilder
 
     data = parts["world"] / "llava/stage2.json"
     processor = AutoProcessor.from_pretrained(parts["vicuna"])
-    ds = LlavaDataset(data, parts["world"] / "llava/images", processor, "vicuna_v1", 512, index_dir=tmp_path / "ix")
+    ds = LlavaDataset(data, parts["world"] / "llava/images", processor, "vicuna_v1", 512, index_dir=tmp_path / "ix",
+                      image_seq_length=image_seq_length(parts["vicuna"]))
     raw = json.loads(data.read_text())
     builder = SampleBuilder(processor.tokenizer, "vicuna_v1", 16, 512)
     full = [builder.build(r) for r in raw]  # the eager pass over the whole JSON
@@ -321,7 +323,7 @@ model = LlavaForConditionalGeneration.from_pretrained(path)
 inputs = processor(images=Image.new("RGB", (50, 20), "red"), text=processor.apply_chat_template(one, add_generation_prompt=True),
                    return_tensors="pt")
 assert model.generate(**inputs, max_new_tokens=2, do_sample=False).shape[1] == inputs["input_ids"].shape[1] + 2
-print("stock-ok", [m for m in sys.modules if m.split(".")[0] in ("llava_train", "clips_tower", "eval")])
+print("stock-ok", [m for m in sys.modules if m.split(".")[0] in ("llava_train", "clips_tower", "clips_llava_eval")])
 """
 
 

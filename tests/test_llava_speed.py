@@ -22,14 +22,14 @@ def parts(tiny_world, tmp_path_factory):
     from transformers import AutoProcessor
 
     from llava_train.data import LlavaDataset
-    from llava_train.model import assemble_llava
+    from llava_train.model import assemble_llava, image_seq_length
 
     tmp = tmp_path_factory.mktemp("llava_speed")
     tower, lm = make_tower(tmp / "tower"), make_lm(tiny_world, tmp / "lm")
     init = assemble_llava(tower, lm, tmp / "llava", template="vicuna_v1")
     processor = AutoProcessor.from_pretrained(init)
     ds = LlavaDataset(tiny_world / "llava/stage2.json", tiny_world / "llava/images", processor, "vicuna_v1", 512,
-                      index_dir=tmp / "index")
+                      index_dir=tmp / "index", image_seq_length=image_seq_length(init))
     return {"tmp": tmp, "tower": tower, "lm": lm, "init": init, "ds": ds, "world": tiny_world}
 
 
@@ -54,12 +54,12 @@ def _collators(ds, cached=False, max_length=None):
                                                                          cached_features=cached)
 
 
-def _trainer(model, ds, tmp, **kw):
-    from transformers import TrainingArguments
-
+def _trainer(model, ds, tmp, label_logits_only=False, **kw):
+    from llava_train.train import LlavaTrainingArguments
     from llava_train.trainer import LlavaTrainer
 
-    args = TrainingArguments(output_dir=str(tmp / "trainer"), use_cpu=True, report_to=[], per_device_train_batch_size=8)
+    args = LlavaTrainingArguments(output_dir=str(tmp / "trainer"), use_cpu=True, report_to=[],
+                                  per_device_train_batch_size=8, label_logits_only=label_logits_only)
     return LlavaTrainer(model=model, args=args, train_dataset=ds, **kw)
 
 

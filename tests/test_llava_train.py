@@ -9,6 +9,7 @@ generate with stock transformers in a fresh process that never imports this proj
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -126,7 +127,7 @@ def lora_merged(setup, stage1):
     assert (out / "adapter_model.safetensors").is_file() and (out / "mm_projector.safetensors").is_file()
     from llava_train.cli import main
 
-    assert main(["merge-lora", "--adapter", str(out), "--out", str(setup["tmp"] / "lora-merged")]) == 0
+    assert main(["merge-lora", "--model", str(out), "--out", str(setup["tmp"] / "lora-merged")]) == 0
     return setup["tmp"] / "lora-merged"
 
 
@@ -138,6 +139,14 @@ def test_qlora_trains_4bit(setup, stage1):
     rep = _report(out)
     assert rep["global_step"] == 2 and "lora:" in rep["trainable"]
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 8
+    assert [s for s, _ in rep["losses"]] == [1, 2] and all(math.isfinite(x) and 0 < x < 20 for _, x in rep["losses"])
+    assert "llm:            0 /" in rep["trainable"] and "tower:            0 /" in rep["trainable"]  # 4-bit LLM frozen
+    adapter = load_file(str(out / "adapter_model.safetensors"))
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # lora_B starts at zero: the adapters trained
+    assert not [k for k in adapter if "vision_tower" in k or ("language_model" in k and "lora_" not in k)]
+    before, after = load_file(str(stage1 / "mm_projector.safetensors")), load_file(str(out / "mm_projector.safetensors"))
+    assert set(before) == set(after) and any(not (before[k].float() == after[k].float()).all() for k in after)
 
 
 STOCK_RELOAD = """
@@ -152,7 +161,7 @@ for path in sys.argv[1:]:
     inputs = processor(images=Image.new("RGB", (40, 30), "red"), text=prompt, return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 4
-print("stock-ok", [m for m in sys.modules if m.split(".")[0] in ("llava_train", "clips_tower", "eval")])
+print("stock-ok", [m for m in sys.modules if m.split(".")[0] in ("llava_train", "clips_tower", "clips_llava_eval")])
 """
 
 

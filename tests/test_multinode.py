@@ -124,7 +124,7 @@ def test_cpu_deepspeed_setup_keeps_a_launchers_env(monkeypatch, env, faked):
     import deepspeed
     import torch
 
-    from llava_train.train import _setup_distributed
+    from clips_tower.distributed import setup_distributed
 
     if torch.cuda.is_available():
         pytest.skip("the CPU set-up only")
@@ -137,7 +137,7 @@ def test_cpu_deepspeed_setup_keeps_a_launchers_env(monkeypatch, env, faked):
     calls = []
     monkeypatch.setattr(deepspeed, "init_distributed", lambda **kw: calls.append(kw))
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
-    _setup_distributed(["--deepspeed", "configs/deepspeed/zero3.json"])
+    setup_distributed("configs/deepspeed/zero3.json")
     after = {k: os.environ.get(k) for k in keys}
     if faked:
         assert after["RANK"] == "0" and after["WORLD_SIZE"] == "1" and after["MASTER_ADDR"] == "127.0.0.1"

@@ -19,14 +19,14 @@ def _run(argv, capsys):
 
 def test_export_and_check_tiny_json(tmp_path, capsys):
     out = tmp_path / "tiny"
-    rc, stdout, _ = _run(["export", "--source", str(TINY_JSON), "--random-init", "--out", str(out)], capsys)
+    rc, stdout, _ = _run(["export", "--model", str(TINY_JSON), "--random-init", "--out", str(out)], capsys)
     assert rc == 0 and "exported" in stdout
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "preprocessor_config.json", "tower_info.json"}
     assert not list(tmp_path.glob(".tiny.tmp-*"))  # atomic: no temp dir left
     info = json.loads((out / "tower_info.json").read_text())
     assert info["llava"] == {"vision_feature_layer": -2, "vision_feature_select_strategy": "default",
                              "image_seq_length": 16, "num_additional_image_tokens": 1}
-    rc, stdout, _ = _run(["check", "--source", str(TINY_JSON), "--random-init", "--exported", str(out), "--json"], capsys)
+    rc, stdout, _ = _run(["check", "--model", str(TINY_JSON), "--random-init", "--out", str(out), "--json"], capsys)
     report = json.loads(stdout)
     assert rc == 0 and report["ok"]
     assert any(r["what"].startswith("pixels") and "[I;16]" in r["what"] for r in report["rows"])
@@ -36,13 +36,13 @@ def test_export_and_check_tiny_json(tmp_path, capsys):
     key = "encoder.layer.1.intermediate.dense.bias"  # transformers saves the classic ViT layout
     sd[key] = sd[key] + 0.05
     save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
-    rc, stdout, _ = _run(["check", "--source", str(TINY_JSON), "--random-init", "--exported", str(out)], capsys)
+    rc, stdout, _ = _run(["check", "--model", str(TINY_JSON), "--random-init", "--out", str(out)], capsys)
     assert rc == 1 and "PARITY FAILED" in stdout
 
     # overwrite protection, then --overwrite
-    rc, _, err = _run(["export", "--source", "tiny", "--random-init", "--out", str(out)], capsys)
+    rc, _, err = _run(["export", "--model", "tiny", "--random-init", "--out", str(out)], capsys)
     assert rc == 2 and "exists" in err
-    rc, _, _ = _run(["export", "--source", "tiny", "--random-init", "--out", str(out), "--overwrite", "--check"], capsys)
+    rc, _, _ = _run(["export", "--model", "tiny", "--random-init", "--out", str(out), "--overwrite", "--check"], capsys)
     assert rc == 0
 
 
@@ -66,8 +66,8 @@ def test_local_open_clip_dir_source(tmp_path, capsys):
     assert torch.equal(loaded.visual.conv1.weight, model.visual.conv1.weight)
 
     out = tmp_path / "exported"
-    assert _run(["export", "--source", str(src), "--out", str(out)], capsys)[0] == 0
-    rc, stdout, _ = _run(["check", "--source", f"local-dir:{src}", "--exported", str(out)], capsys)
+    assert _run(["export", "--model", str(src), "--out", str(out)], capsys)[0] == 0
+    rc, stdout, _ = _run(["check", "--model", f"local-dir:{src}", "--out", str(out)], capsys)
     assert rc == 0 and "PARITY OK" in stdout
     from clips_tower.adapter import load_tower_model
 
@@ -85,9 +85,9 @@ def test_hf_clip_dir_source(tmp_path, capsys):
     CLIPVisionModel(config).save_pretrained(src)
     CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}).save_pretrained(src)
     out = tmp_path / "exported"
-    assert _run(["export", "--source", str(src), "--out", str(out)], capsys)[0] == 0
+    assert _run(["export", "--model", str(src), "--out", str(out)], capsys)[0] == 0
     assert type(AutoModel.from_pretrained(out)).__name__ == "CLIPVisionModel"
-    rc, stdout, _ = _run(["check", "--source", str(src), "--exported", str(out)], capsys)
+    rc, stdout, _ = _run(["check", "--model", str(src), "--out", str(out)], capsys)
     assert rc == 0, stdout
 
 
@@ -99,19 +99,19 @@ def test_hf_clip_dir_source(tmp_path, capsys):
 ], ids=["attn-pool", "layer-scale", "qk-norm", "resnet"])
 def test_unsupported_architectures_refused(tmp_path, capsys, vision_extra, needle):
     arch = write_arch(tmp_path, "odd", {**TINY_VISION, **vision_extra})
-    rc, _, err = _run(["export", "--source", str(arch), "--random-init", "--out", str(tmp_path / "o")], capsys)
+    rc, _, err = _run(["export", "--model", str(arch), "--random-init", "--out", str(tmp_path / "o")], capsys)
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["--source", "clips-l14-999"], "cannot resolve source"),
-    (["--source", "hf-hub:UCSC-VLAA/ViT-L-14-CLIPS-Recap-DataComp-1B"], "offline (HF_HUB_OFFLINE=1)"),
-    (["--source", "clips-l14-336"], "offline (HF_HUB_OFFLINE=1)"),
-    (["--source", "openai/clip-vit-large-patch14-336"], "offline (HF_HUB_OFFLINE=1)"),
-    (["--source", "tiny"], "no published weights"),
-    (["--source", str(TINY_JSON)], "pass --random-init"),
-    (["--source", "hf-hub:UCSC-VLAA/x", "--random-init"], "needs an architecture"),
+    (["--model", "clips-l14-999"], "cannot resolve source"),
+    (["--model", "hf-hub:UCSC-VLAA/ViT-L-14-CLIPS-Recap-DataComp-1B"], "offline (HF_HUB_OFFLINE=1)"),
+    (["--model", "clips-l14-336"], "offline (HF_HUB_OFFLINE=1)"),
+    (["--model", "openai/clip-vit-large-patch14-336"], "offline (HF_HUB_OFFLINE=1)"),
+    (["--model", "tiny"], "no published weights"),
+    (["--model", str(TINY_JSON)], "pass --random-init"),
+    (["--model", "hf-hub:UCSC-VLAA/x", "--random-init"], "needs an architecture"),
 ], ids=["unknown", "hub-offline", "registry-hub-offline", "hf-id-offline", "no-weights", "json-no-init", "hub-init"])
 def test_bad_sources_one_line_exit_2(tmp_path, capsys, monkeypatch, argv, needle):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -129,5 +129,5 @@ def test_help_and_list(capsys):
     rc, stdout, _ = _run(["list"], capsys)
     assert rc == 0 and "clips-h14-224" in stdout and "openai-clip-l14-336" in stdout
     with pytest.raises(SystemExit) as e:
-        main(["export"])  # missing --source/--out
+        main(["export"])  # missing --model/--out
     assert e.value.code == 2

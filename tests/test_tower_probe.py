@@ -20,9 +20,9 @@ def test_cell_labels_follow_the_grid():
 
 def test_probe_reads_colour_from_a_random_tower_and_the_shuffled_control_does_not(tmp_path, capsys):
     tower = tmp_path / "tower"
-    assert tower_main(["export", "--source", str(TINY_JSON), "--random-init", "--out", str(tower)]) == 0
+    assert tower_main(["export", "--model", str(TINY_JSON), "--random-init", "--out", str(tower)]) == 0
     out = tmp_path / "probe.json"
-    assert probe_main(["--tower", str(tower), "--images", "300", "--json", str(out)]) == 0
+    assert probe_main(["--model", str(tower), "--scenes", "300", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     colour = result["color"]
     # a random patch embedding is a linear map of the pixels: colour stays linearly readable ...

@@ -1,8 +1,8 @@
 """`clips-llava tower ...`: export a vision tower as an HF-native LLaVA tower and check its parity.
 
     clips-llava tower list
-    clips-llava tower export --source configs/clips/models/tiny.json --random-init --out runs/towers/tiny
-    clips-llava tower check  --source configs/clips/models/tiny.json --random-init --exported runs/towers/tiny
+    clips-llava tower export --model configs/clips/models/tiny.json --random-init --out runs/towers/tiny
+    clips-llava tower check  --model configs/clips/models/tiny.json --random-init --out runs/towers/tiny
 
 Exit codes: 0 ok, 1 parity beyond tolerance, 2 bad usage / unloadable or unsupported source.
 """
@@ -12,18 +12,22 @@ import argparse
 import json
 import sys
 
+from clips_tower.flags import renamed
+
+ALIASES = {"--source": "--model", "--exported": "--out"}  # old spellings, kept for one release
+
 EXPORT_EXAMPLE = """example:
-  clips-llava tower export --source clips-l14-336 --random-init --out runs/towers/clips-l14-336-random
-  clips-llava tower export --source runs/clips/tiny/export --out runs/towers/tiny   # from `clips train`
+  clips-llava tower export --model clips-l14-336 --random-init --out runs/towers/clips-l14-336-random
+  clips-llava tower export --model runs/clips/tiny/export --out runs/towers/tiny   # from `clips train`
 """
 CHECK_EXAMPLE = """example:
-  clips-llava tower check --source configs/clips/models/tiny.json --random-init --exported runs/towers/tiny
+  clips-llava tower check --model configs/clips/models/tiny.json --random-init --out runs/towers/tiny
 """
 LIST_EXAMPLE = "example:\n  clips-llava tower list\n"
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True,
+    p.add_argument("--model", required=True,
                    help="tower name (see `tower list`), open_clip dir, hf-hub:ORG/NAME, architecture JSON/name, "
                         "or HF CLIP id/dir")
     p.add_argument("--random-init", action="store_true", help="random weights for an architecture (seeded)")
@@ -46,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     ch = sub.add_parser("check", help="compare source and export (pixels + layer -2 tokens)",
                         epilog=CHECK_EXAMPLE, formatter_class=raw)
     _source_args(ch)
-    ch.add_argument("--exported", required=True, help="directory written by `tower export`")
+    ch.add_argument("--out", required=True, help="the directory `tower export --out` wrote")
     ch.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ch.add_argument("--device", default="cpu")
     ch.add_argument("--token-images", type=int, default=2, help="images pushed through both towers")
@@ -64,7 +68,8 @@ def _list() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(renamed(argv, ALIASES, "clips-llava tower"))
     if args.cmd == "list":
         return _list()
     from pathlib import Path
@@ -80,25 +85,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "check":
             from clips_tower.inputs import check_model_dir, read_json_object
 
-            if not (Path(args.exported) / "config.json").is_file():
-                raise ValueError(f"{args.exported}: not an exported tower (no config.json)")
-            check_model_dir(args.exported, processor=True, what="exported tower")  # damaged weights: named
-            info_file = Path(args.exported) / TOWER_INFO
+            if not (Path(args.out) / "config.json").is_file():
+                raise ValueError(f"{args.out}: not an exported tower (no config.json)")
+            check_model_dir(args.out, processor=True, what="exported tower")  # damaged weights: named
+            info_file = Path(args.out) / TOWER_INFO
             info = read_json_object(info_file, TOWER_INFO) if info_file.is_file() else None
             if info and (info.get("random_init"), info.get("seed")) != (args.random_init, args.seed if args.random_init else None):
-                raise ValueError(f"{args.exported} was exported with random_init={info.get('random_init')} "
+                raise ValueError(f"{args.out} was exported with random_init={info.get('random_init')} "
                                  f"seed={info.get('seed')}; pass the same --random-init/--seed")
-        src = load_source(args.source, random_init=args.random_init, seed=args.seed, preprocess=args.preprocess)
+        src = load_source(args.model, random_init=args.random_init, seed=args.seed, preprocess=args.preprocess)
         if args.cmd == "export":
             if Path(args.out).exists() and not Path(args.out).is_dir():
                 raise ValueError(f"--out {args.out}: is a file, not a directory")
             out, _ = export_source(src, args.out, overwrite=args.overwrite)
-            print(f"exported {args.source} -> {out}")
+            print(f"exported {args.model} -> {out}")
             if not args.check:
                 return 0
             exported, dtype, device, n, as_json = out, "float32", "cpu", 2, False
         else:
-            exported, dtype, device, n, as_json = args.exported, args.dtype, args.device, args.token_images, args.json
+            exported, dtype, device, n, as_json = args.out, args.dtype, args.device, args.token_images, args.json
         report = check_parity(src, exported, dtype=dtype, device=device, token_images=n)
     except (ValueError, FileExistsError) as e:  # SourceError / UnsupportedTower are ValueErrors
         from clips_tower.inputs import debug_enabled

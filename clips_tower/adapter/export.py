@@ -6,7 +6,7 @@
 
 The directory loads with stock `AutoModel` / `AutoImageProcessor` (no remote code, no import of this
 project) and its config is what `LlavaConfig(vision_config=...)` takes. `tower_info.json` records
-the source and the LLaVA settings. The directory is written to a temporary sibling and renamed, so a
+the source and the LLaVA settings (its `llava` block: `clips_tower.adapter.tower_facts`). The directory is written to a temporary sibling and renamed, so a
 crash never leaves a half-written tower behind.
 """
 from __future__ import annotations
@@ -18,10 +18,8 @@ from typing import Any
 from clips_tower.adapter.convert import convert_visual
 from clips_tower.adapter.processors import processor_from_preprocess
 from clips_tower.adapter.sources import SourceTower, load_source
+from clips_tower.adapter.tower_facts import TOWER_INFO, llava_block, read_tower_info  # noqa: F401  (re-exported)
 from clips_tower.io import atomic_dir
-
-TOWER_INFO = "tower_info.json"
-NUM_ADDITIONAL_IMAGE_TOKENS = 1  # the class token, dropped by the "default" feature strategy
 
 
 def hf_tower(src: SourceTower):
@@ -44,12 +42,7 @@ def tower_info(src: SourceTower, model) -> dict[str, Any]:
         "image_size": c.image_size,
         "patch_size": c.patch_size,
         "preprocess_cfg": src.preprocess_cfg,
-        "llava": {
-            "vision_feature_layer": layer,
-            "vision_feature_select_strategy": strategy,
-            "image_seq_length": (c.image_size // c.patch_size) ** 2 + (strategy == "full"),
-            "num_additional_image_tokens": NUM_ADDITIONAL_IMAGE_TOKENS,
-        },
+        "llava": llava_block(c, layer, strategy),
     }
 
 
@@ -78,7 +71,3 @@ def export_tower(source: str, out_dir: str | Path, random_init: bool = False, *,
     path, _ = export_source(src, out_dir, overwrite=overwrite)
     return path
 
-
-def read_tower_info(tower_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(tower_dir) / TOWER_INFO
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from clips_tower.adapter.tower_facts import llava_block
 from clips_tower.images import PREPROCESS  # noqa: F401  (re-exported: TowerSpec.preprocess keys it)
 from clips_tower.io import CHECKOUT, lookup
 
@@ -37,8 +38,8 @@ class TowerSpec:
 
     @property
     def num_image_tokens(self) -> int:
-        """Image tokens LLaVA sees per image with the "default" strategy (patch tokens only)."""
-        return (self.image_size // self.patch_size) ** 2
+        """Image tokens LLaVA sees per image (the "default" strategy: patch tokens only)."""
+        return llava_block(self, self.vision_feature_layer, self.vision_feature_select_strategy)["image_seq_length"]
 
 
 TOWERS: dict[str, TowerSpec] = {

@@ -58,22 +58,26 @@ def _hub_error(what: str, exc: Exception) -> SourceError:
     return SourceError(f"cannot load {what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
-def _arch_config(arch: str) -> dict[str, Any]:
-    """An open_clip model config from a JSON path, a repo architecture name, or an open_clip built-in."""
+def _arch_json_config(path: Path) -> dict[str, Any]:
+    """An open_clip model config from an architecture JSON file."""
+    if not path.is_file():
+        raise SourceError(f"architecture JSON not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SourceError(f"{path} is not valid JSON: {e}") from e
+
+
+def _find_arch(target: str) -> tuple[Path | None, dict[str, Any] | None]:
+    """Where `target` names an open_clip architecture: (its JSON path: a path ending .json or a repo
+    architecture name, None) or (None, an open_clip built-in's config); (None, None) if it is neither.
+    Each lookup runs once; the JSON is read later, so a non-architecture error comes first."""
+    path = Path(target) if target.endswith(".json") else arch_json(target)
+    if path is not None:
+        return path, None
     import open_clip
 
-    path = Path(arch) if arch.endswith(".json") else arch_json(arch)
-    if path is not None:
-        if not path.is_file():
-            raise SourceError(f"architecture JSON not found: {path}")
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise SourceError(f"{path} is not valid JSON: {e}") from e
-    cfg = open_clip.get_model_config(arch)
-    if cfg is None:
-        raise SourceError(f"unknown open_clip architecture {arch!r} (not a repo config, not an open_clip built-in)")
-    return cfg
+    return None, open_clip.get_model_config(target)
 
 
 def _random_fill(visual: nn.Module, seed: int) -> None:
@@ -233,7 +237,7 @@ def load_source(source: str, random_init: bool = False, seed: int = 0, preproces
         preprocess = preprocess or spec.preprocess
         if target is None:
             raise SourceError(
-                f"tower {source!r} has no published weights: pass --random-init, or --source the directory "
+                f"tower {source!r} has no published weights: pass --random-init, or --model the directory "
                 f"that `clips-llava clips train` exported")
     out = _resolve(target, source, random_init, seed, preprocess)
     out.spec = spec
@@ -258,15 +262,12 @@ def _resolve(target: str, name: str, random_init: bool, seed: int, recipe: str |
         return _load_hf_clip(target)
     if path.is_dir():
         raise SourceError(f"{path}: neither an open_clip directory (open_clip_config.json) nor an HF one (config.json)")
-    is_arch = target.endswith(".json") or arch_json(target) is not None
-    if not is_arch and not target.endswith(".json"):
-        import open_clip
-
-        is_arch = open_clip.get_model_config(target) is not None
-    if is_arch:
+    arch_path, model_cfg = _find_arch(target)
+    if arch_path is not None or model_cfg is not None:
         if not random_init:
             raise SourceError(f"{target} is an architecture without weights: pass --random-init")
-        model_cfg = _arch_config(target)
+        if arch_path is not None:
+            model_cfg = _arch_json_config(arch_path)
         visual = build_visual(model_cfg, seed=seed)
         return SourceTower(name, "open_clip", visual=visual, preprocess_cfg=_preprocess_cfg(visual, model_cfg, None, recipe),
                            random_init=True, seed=seed, info={"model_cfg": model_cfg})

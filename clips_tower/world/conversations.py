@@ -5,7 +5,11 @@ with a concise caption. Stage 2 follows llava_v1_5_mix665k: multi-turn conversat
 human turn holds the only "<image>"; short-answer turns end with LLaVA-1.5's "Answer the
 question using a single word or phrase."; text-only samples carry no "image" key.
 
-    stage1_record(i, "scene_000000.png", scene, rng); stage2_record(i, kind, image, item, rng)
+    stage1_record(i, "scene_000000.png", scene, rng)
+    stage2_record(i, "chart", "chart_000003.png", chart_turns(chart, rng))
+
+This module holds the turns and the record shapes; which turns go with which stage-2 kind and which
+image kind is the table `kinds.ITEM_KINDS`.
 """
 from __future__ import annotations
 
@@ -30,8 +34,9 @@ DETAIL_PROMPTS = (
 # LLaVA-1.5's one-sentence caption instruction (its TextCaps prompt in llava_v1_5_mix665k; lmms-eval's COCO
 # caption task asks the same).
 CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
-# kind -> share of stage-2 conversations. Scene kinds use the stage-1 images. Captions are a fifth of
-# the mix: measured on the demo world, they are what first teaches the small LM to read the image.
+# kind -> share of stage-2 conversations (each kind's turns and image kind: kinds.ITEM_KINDS). Scene kinds use
+# the stage-1 images. Captions are a fifth of the mix: measured on the demo world, they are what first teaches
+# the small LM to read the image.
 STAGE2_MIX: dict[str, float] = {
     "short_qa": 0.22, "caption": 0.20, "detail": 0.10, "yes_no": 0.10, "chat": 0.08, "text": 0.12, "chart": 0.12,
     "text_only": 0.06,
@@ -67,41 +72,47 @@ def stage2_kinds(n: int, rng: np.random.Generator) -> list[str]:
     return [out[int(i)] for i in rng.permutation(len(out))]
 
 
-def _scene_turns(kind: str, scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
-    if kind == "short_qa":
-        n_turns, qas = int(rng.integers(2, 5)), {}
-        for _ in range(3 * n_turns):  # distinct questions only
-            q, a, _ = short_question(scene, rng)
-            qas.setdefault(q, a)
-            if len(qas) == n_turns:
-                break
-        return [(q + SHORT, a) for q, a in qas.items()]
-    if kind == "caption":
-        return [(CAPTION_PROMPT, short_caption(scene).capitalize())]
-    if kind == "detail":
-        return [(pick(rng, DETAIL_PROMPTS), synthetic_caption(scene, rng))]
-    if kind == "yes_no":
-        out = []
-        for k in [MME_KINDS[int(i)] for i in rng.permutation(len(MME_KINDS))][:2]:
-            pair = yes_no_pair(scene, rng, k)
-            if pair:
-                out.append(pair[int(rng.integers(2))])
-        return out or yes_no_pair(scene, rng, "existence")
-    if kind == "chat":
-        objs = scene.objects
-        listing = join_and([f"{object_phrase(o)} {POSITION_PHRASES[o.position]}" for o in objs])
-        out = [("What shapes can you see in this picture?", f"I can see {listing}."),
-               ("What color is the background?", f"The background is {scene.background}.")]
-        biggest = [o for o in objs if o.size == "large"]
-        if biggest:
-            o = pick(rng, biggest)
-            out.append(("Name one of the large shapes and tell me where it is.",
-                        f"The {o.color} {o.shape} is large and sits {POSITION_PHRASES[o.position]}."))
-        return out[: int(rng.integers(2, len(out) + 1))]
-    raise ValueError(f"unknown scene conversation kind {kind!r}")
+def short_qa_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
+    n_turns, qas = int(rng.integers(2, 5)), {}
+    for _ in range(3 * n_turns):  # distinct questions only
+        q, a, _ = short_question(scene, rng)
+        qas.setdefault(q, a)
+        if len(qas) == n_turns:
+            break
+    return [(q + SHORT, a) for q, a in qas.items()]
 
 
-def _sign_turns(sign: Sign, rng: np.random.Generator) -> list[tuple[str, str]]:
+def caption_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
+    return [(CAPTION_PROMPT, short_caption(scene).capitalize())]
+
+
+def detail_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
+    return [(pick(rng, DETAIL_PROMPTS), synthetic_caption(scene, rng))]
+
+
+def yes_no_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
+    out = []
+    for k in [MME_KINDS[int(i)] for i in rng.permutation(len(MME_KINDS))][:2]:
+        pair = yes_no_pair(scene, rng, k)
+        if pair:
+            out.append(pair[int(rng.integers(2))])
+    return out or yes_no_pair(scene, rng, "existence")
+
+
+def chat_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
+    objs = scene.objects
+    listing = join_and([f"{object_phrase(o)} {POSITION_PHRASES[o.position]}" for o in objs])
+    out = [("What shapes can you see in this picture?", f"I can see {listing}."),
+           ("What color is the background?", f"The background is {scene.background}.")]
+    biggest = [o for o in objs if o.size == "large"]
+    if biggest:
+        o = pick(rng, biggest)
+        out.append(("Name one of the large shapes and tell me where it is.",
+                    f"The {o.color} {o.shape} is large and sits {POSITION_PHRASES[o.position]}."))
+    return out[: int(rng.integers(2, len(out) + 1))]
+
+
+def sign_turns(sign: Sign, rng: np.random.Generator) -> list[tuple[str, str]]:
     what = "word" if sign.kind == "word" else "number"
     first = pick(rng, (f"What {what} is written in the image?", "What is written on the sign?",
                        f"Read the {what} on the sign."))
@@ -111,7 +122,7 @@ def _sign_turns(sign: Sign, rng: np.random.Generator) -> list[tuple[str, str]]:
     return out
 
 
-def _chart_turns(chart: BarChart, rng: np.random.Generator) -> list[tuple[str, str]]:
+def chart_turns(chart: BarChart, rng: np.random.Generator) -> list[tuple[str, str]]:
     label = pick(rng, chart.labels)
     pool = [
         (f"What is the value of bar {label}?", str(chart.values[chart.labels.index(label)])),
@@ -123,7 +134,7 @@ def _chart_turns(chart: BarChart, rng: np.random.Generator) -> list[tuple[str, s
     return [(pool[int(i)][0] + SHORT, pool[int(i)][1]) for i in order]
 
 
-def _text_only_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
+def text_only_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
     style = int(rng.integers(3))
     if style == 0:
         shape = pick(rng, list(SHAPES))
@@ -135,18 +146,11 @@ def _text_only_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, 
     return [(f"Imagine a picture of {short_caption(scene)} Describe it in detail.", synthetic_caption(scene, rng))]
 
 
-def stage2_record(index: int, kind: str, image: str | None, item, rng: np.random.Generator) -> dict:
-    """One mix665k-style record; `item` is a Scene, a Sign or a BarChart, `image` its file name."""
-    if kind == "text":
-        turns = _sign_turns(item, rng)
-    elif kind == "chart":
-        turns = _chart_turns(item, rng)
-    elif kind == "text_only":
-        turns = _text_only_turns(item, rng)
+def stage2_record(index: int, kind: str, image: str | None, turns: list[tuple[str, str]]) -> dict:
+    """One mix665k-style record of conversation `kind`; `image` is its file name, None for a text-only one."""
+    if image is None:
         convs = []
         for q, a in turns:
             convs += [turn("human", q), turn("gpt", a)]
         return {"id": f"synth-{kind}-{index:06d}", "conversations": convs}
-    else:
-        turns = _scene_turns(kind, item, rng)
     return {"id": f"synth-{kind}-{index:06d}", "image": image, "conversations": with_image(turns)}

@@ -11,7 +11,7 @@ scorer for the benchmark a task imitates, it is re-exported or wrapped here, nev
     synth_chartqa  relaxed accuracy (5% tolerance on numbers)             lmms_eval.tasks.chartqa.utils
 
 Try one scorer by hand:
-    .venv/bin/python -c "from eval.tasks.utils import gqa_process_results as f; \
+    .venv/bin/python -c "from clips_llava_eval.tasks.utils import gqa_process_results as f; \
         print(f({'answer': 'Red'}, ['red.']))"
 """
 from __future__ import annotations

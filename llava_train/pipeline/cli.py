@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tower": ("clips_tower.adapter.cli", "export a tower as an HF-native LLaVA vision tower, check parity"),
     "lm": ("llava_train.lm.cli", "small language model for the embedded world: `lm init`, `lm pretrain`"),
     "llava": ("llava_train.cli", "LLaVA training: `llava train`, `llava check-data`, `llava merge-lora`, projector import/export"),
-    "eval": ("eval.cli", "lmms-eval runs (`eval run`) and the gains report (`eval report`)"),
+    "eval": ("clips_llava_eval.cli", "lmms-eval runs (`eval run`) and the gains report (`eval report`)"),
     "chat": ("llava_train.chat.cli", "chat with a Llava model in the terminal (streaming, 4/8-bit)"),
     "demo": ("llava_train.pipeline.demo", "the main job: the whole path end to end on the embedded world"),
 }

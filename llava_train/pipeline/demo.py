@@ -122,11 +122,11 @@ def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> lis
             "clips", "eval", "--model", str(run / "export"), "--data", str(world),
             "--out", str(run / "retrieval.json")], [f"towers/{name}/retrieval.json"]))
         steps.append(Step(f"export-{name}", cli + [
-            "tower", "export", "--source", str(run / "export"), "--out", str(out / "hf-towers" / name),
+            "tower", "export", "--model", str(run / "export"), "--out", str(out / "hf-towers" / name),
             "--overwrite", "--check"], [f"hf-towers/{name}"]))
-    steps.append(Step("lm-init", cli + ["lm", "init", "--preset", preset.lm_preset, "--corpus", str(world),
+    steps.append(Step("lm-init", cli + ["lm", "init", "--preset", preset.lm_preset, "--data", str(world),
                                         "--out", str(out / "lm-init"), "--seed", str(seed)], ["lm-init"]))
-    steps.append(Step("lm-pretrain", cli + ["lm", "pretrain", "--model", str(out / "lm-init"), "--corpus",
+    steps.append(Step("lm-pretrain", cli + ["lm", "pretrain", "--model", str(out / "lm-init"), "--data",
                                             str(world), "--out", str(out / "lm"), "--steps",
                                             str(preset.lm_steps), "--seed", str(seed)], ["lm"]))
     ds_env = {"NPROC": "1", "DS_ACCELERATOR": "cpu"}
@@ -152,7 +152,7 @@ def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> lis
         if k == 0 and (preset.blind is None or tower in preset.blind)]
     for label, name, blind in evals:
         argv = cli + ["eval", "run", "--model", str(out / "llava" / name / "stage2"), "--suite", "local",
-                      "--world", str(world), "--out", str(out / "eval" / label), "--device", "cpu",
+                      "--data", str(world), "--out", str(out / "eval" / label), "--device", "cpu",
                       "--batch-size", "16"]
         if blind:
             argv.append("--blind")
