@@ -83,6 +83,17 @@ def _there_are(n: int) -> str:
     return "Is there one shape" if n == 1 else f"Are there {NUMBER_WORDS[n]} shapes"
 
 
+def _attribute_pair(rng, cands: list, attr: str, values, question) -> list[tuple[str, str]] | None:
+    """A yes/no pair about one object: its true `attr` ("Yes"), then another value ("No"); None
+    when no object qualifies. Draws the object, then the wrong value."""
+    if not cands:
+        return None
+    obj = pick(rng, cands)
+    true = getattr(obj, attr)
+    other = pick(rng, [v for v in values if v != true])
+    return [(question(obj, true), "Yes"), (question(obj, other), "No")]
+
+
 def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str):
     """MME-style pair [(question, "Yes"), (question, "No")] of one kind, or None if not applicable."""
     suffix = " Please answer yes or no."
@@ -96,20 +107,11 @@ def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str):
         return [(f"{_there_are(n)} in this image?{suffix}", "Yes"),
                 (f"{_there_are(wrong)} in this image?{suffix}", "No")]
     if kind == "position":
-        cands = unique_by(scene, "name")
-        if not cands:
-            return None
-        obj = pick(rng, cands)
-        other = pick(rng, [p for p in ALL_POSITIONS if p != obj.position])
-        return [(f"Is the {obj.name} {POSITION_PHRASES[obj.position]}?{suffix}", "Yes"),
-                (f"Is the {obj.name} {POSITION_PHRASES[other]}?{suffix}", "No")]
+        return _attribute_pair(rng, unique_by(scene, "name"), "position", ALL_POSITIONS,
+                               lambda obj, p: f"Is the {obj.name} {POSITION_PHRASES[p]}?{suffix}")
     if kind == "color":
-        cands = unique_by(scene, "shape")
-        if not cands:
-            return None
-        obj = pick(rng, cands)
-        other = pick(rng, [c for c in COLORS if c != obj.color])
-        return [(f"Is the {obj.shape} {obj.color}?{suffix}", "Yes"), (f"Is the {obj.shape} {other}?{suffix}", "No")]
+        return _attribute_pair(rng, unique_by(scene, "shape"), "color", COLORS,
+                               lambda obj, c: f"Is the {obj.shape} {c}?{suffix}")
     raise ValueError(unknown_message("yes/no kind", kind, MME_KINDS))
 
 
