@@ -142,8 +142,9 @@ def check(argv: list[str]) -> int:
     own, rest = _own_args(argv)
     from llava_train.train import check_inputs, parse_args
 
+    given = {a.split("=", 1)[0].replace("-", "_") for a in rest if a.startswith("--")}  # HfArgumentParser takes both spellings
     for flag, value in (("--deepspeed", ""), ("--use_cpu", "true"), ("--report_to", "none")):
-        if flag not in rest:
+        if flag.replace("-", "_") not in given:
             rest += [flag, value]  # a data pass: one process, no DeepSpeed
     margs, dargs, targs = parse_args(rest)
     check_inputs(margs, dargs, targs)

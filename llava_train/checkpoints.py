@@ -51,8 +51,8 @@ import re
 import shutil
 from pathlib import Path
 
-from clips_tower.io import atomic_write, fsync_path, fsync_tree, remove, replace_dir, temp_leftovers
 from clips_tower.distributed import DEEPSPEED_LATEST, common_steps
+from clips_tower.io import atomic_write, fsync_path, fsync_tree, remove, replace_dir, temp_leftovers
 
 log = logging.getLogger(__name__)
 

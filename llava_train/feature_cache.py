@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from clips_tower.io import atomic_path
 from clips_tower.distributed import base_llava, is_partitioned
+from clips_tower.io import atomic_path
 from llava_train.model import tower_image_shape
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
+from clips_tower.distributed import check_save_on_each_node, local_mains_write, whole_weights, writes_as_told
 from clips_tower.inputs import is_llava_dir
 from clips_tower.io import atomic_write
 from llava_train.data import LlavaCollator, LlavaDataset
-from clips_tower.distributed import check_save_on_each_node, local_mains_write, whole_weights, writes_as_told
 from llava_train.model import bnb_config, image_seq_length, tower_image_shape
 from llava_train.skips import BadSampleTracker
 from llava_train.stages import apply_stage, get_stage

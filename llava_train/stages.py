@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from clips_tower.io import lookup
 from clips_tower.distributed import numel
+from clips_tower.io import lookup
 
 log = logging.getLogger(__name__)
 

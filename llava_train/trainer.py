@@ -20,9 +20,9 @@ import logging
 import torch
 from transformers import Trainer, TrainerCallback
 
+from clips_tower.distributed import base_llava
 from llava_train.checkpoints import AtomicCheckpoints
 from llava_train.data import IGNORE_INDEX
-from clips_tower.distributed import base_llava
 from llava_train.sampler import ModalityLengthSampler
 from llava_train.stages import param_groups
 

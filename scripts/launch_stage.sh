@@ -2,7 +2,7 @@
 # Shared launcher of the LLaVA stage scripts: `deepspeed` (or LAUNCHER=torchrun) -m llava_train.train "$@".
 # Not called directly; scripts/{pretrain_projector,finetune,finetune_lora}.sh exec it. NPROC processes (default 1);
 # without CUDA it sets DS_ACCELERATOR=cpu and OMP_NUM_THREADS to the cores per process. The rest of the process
-# set-up (gloo for CPU + DeepSpeed, a single process's env, ZeRO-3) is llava_train/distributed.py.
+# set-up (gloo for CPU + DeepSpeed, a single process's env, ZeRO-3) is clips_tower/distributed.py.
 #
 # Multi-node, configured by env (NPROC = processes per node):
 #   NNODES  nodes (default 1)        NODE_RANK  this node, 0..NNODES-1

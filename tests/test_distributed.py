@@ -22,8 +22,12 @@ ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "OMPI_C
 
 @pytest.fixture
 def no_launcher(monkeypatch):
+    """No launcher variables, and each one's original state restored afterwards. `launcher_env` writes
+    os.environ itself: setting each variable through monkeypatch first makes its undo go back to the
+    state before the test (a leaked RANK/MASTER_PORT would reach every later test's subprocesses)."""
     for k in ENV:
-        monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv(k, "")
+        monkeypatch.delenv(k)
 
 
 def _parsed(monkeypatch, argv, cuda=False):
