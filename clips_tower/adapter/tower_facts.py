@@ -13,7 +13,6 @@ the block from the same `llava_block`, so the image-token count has one derivati
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +46,11 @@ def llava_block(vision_config, vision_feature_layer: int = -2,
 
 
 def read_tower_info(tower_dir: str | Path) -> dict[str, Any] | None:
+    """The tower directory's `tower_info.json` (None when it has none); InputError if it is unreadable."""
+    from clips_tower.inputs import read_json_object
+
     path = Path(tower_dir) / TOWER_INFO
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json_object(path, TOWER_INFO) if path.is_file() else None
 
 
 def vision_config(tower):
@@ -66,12 +68,13 @@ def tower_llava_block(tower, config=None) -> dict[str, Any]:
     """The `llava` block `tower_info.json` records for an exported tower directory; for a plain HF vision
     tower (a directory without tower_info.json, or a config) the same block from `llava_block`.
     `config`: the tower's vision config when the caller has it loaded already."""
-    from clips_tower.inputs import InputError, read_json_object
+    from clips_tower.inputs import InputError
 
-    info = Path(tower) / TOWER_INFO if isinstance(tower, (str, Path)) else None
-    if info is not None and info.is_file():
-        block = read_json_object(info, TOWER_INFO).get("llava")
+    recorded = read_tower_info(tower) if isinstance(tower, (str, Path)) else None
+    if recorded is not None:
+        block = recorded.get("llava")
         if not isinstance(block, dict):
-            raise InputError(f"{info}: no 'llava' block (export the tower again with `clips-llava tower export`)")
+            raise InputError(f"{Path(tower) / TOWER_INFO}: no 'llava' block "
+                             "(export the tower again with `clips-llava tower export`)")
         return dict(block)
     return llava_block(config if config is not None else vision_config(tower))
