@@ -57,7 +57,7 @@ def test_embedded_presets_shapes_and_tokenizer():
     assert tiny.visual.image_size == (32, 32) and tiny.visual.conv1.out_channels == 64
     assert len(tiny.visual.transformer.resblocks) == 3 and tiny.visual.transformer.resblocks[0].attn.num_heads == 4
     assert tiny.context_length == 64 and tiny.text_projection.shape == (64, 32)
-    assert demo.visual.image_size == (64, 64) and len(demo.visual.transformer.resblocks) == 4
+    assert demo.visual.image_size == (48, 48) and len(demo.visual.transformer.resblocks) == 4
     assert demo.context_length == 96 and demo.text_projection.shape == (128, 64)
     tok = open_clip.get_tokenizer("ViT-B-32", context_length=64)  # bundled CLIP BPE, offline
     assert tok(["a red cube"]).shape == (1, 64)

@@ -55,7 +55,7 @@ def test_signs_and_charts_draw_ink():
 
 
 def test_presets_registry_is_exact():
-    assert get_preset("tiny").image_size == 32 and get_preset("demo").image_size == 64
+    assert get_preset("tiny").image_size == 32 and get_preset("demo").image_size == 48
     with pytest.raises(ValueError, match="known: tiny, demo"):
         get_preset("Tiny")
     with pytest.raises(ValueError, match="max_objects"):

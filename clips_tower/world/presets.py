@@ -63,7 +63,7 @@ PRESETS: dict[str, WorldPreset] = {
     # The end-to-end demo on 2 cores; generated in well under a minute. Eval splits sized for power:
     # POPE 150 images x 6 = 900 questions, GQA and MME 150 x 2 = 300 each, 300 captions.
     "demo": WorldPreset(
-        name="demo", image_size=64, min_objects=1, max_objects=6,
+        name="demo", image_size=48, min_objects=1, max_objects=6,
         pretrain=5000, shard_size=1000, llava_images=1500, text_images=300, chart_images=300,
         stage2=2500, pope_images=150, gqa_images=150, mme_images=150, caption_images=300,
         textvqa_images=150, chartqa_images=75, retrieval_images=200,

@@ -40,7 +40,7 @@ class AblationPreset:
 
 
 ABLATION_PRESETS = {
-    "ablation": AblationPreset(world="demo", config="configs/clips/clips.yaml", steps=150),
+    "ablation": AblationPreset(world="demo", config="configs/clips/clips.yaml", steps=300),
     "ablation-tiny": AblationPreset(world="tiny", config="configs/clips/tiny.yaml", steps=4),
 }
 
