@@ -2,15 +2,17 @@
 
     python -m clips_tower.probe --model runs/demo/hf-towers/clips            # prints a table
     python -m clips_tower.probe --model DIR --scenes 3000 --out probe.json
+    python -m clips_tower.probe --model DIR --head mlp   # one hidden layer: what LLaVA's MLP projector can read
 
 LLaVA reads the tower's second-to-last layer, patch tokens only (LLaVA-1.5's `mm_vision_select_layer
 -2`, `patch` feature). A LLaVA can only answer "what color is the star?" if those tokens carry the
 star's shape and colour where the star is. This probe renders fresh world scenes (objects on a 3x3
-grid), averages the patch tokens inside each grid cell, and fits one linear classifier per attribute
+grid), averages the patch tokens inside each grid cell, and fits one classifier per attribute
 (colour, shape; "none" for an empty cell) on most scenes, then scores it on held-out ones. Reported:
 accuracy over all cells, over occupied cells, and the same probe trained with the labels of other
 images (shuffled control: what the classifier gets from the label prior alone, which a real signal
-must beat).
+must beat). The classifier is linear by default; `--head mlp` fits one hidden layer, the shape of
+LLaVA's `mlp2x_gelu` projector, which reads what a linear probe misses (shape is not linear in the tokens).
 """
 from __future__ import annotations
 
@@ -60,10 +62,22 @@ def cell_labels(scenes, attribute: str) -> torch.Tensor:
     return torch.as_tensor(labels)
 
 
-def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 300, seed: int = 0) -> torch.nn.Linear:
+HEADS = ("linear", "mlp")
+
+
+def fit_head(x: torch.Tensor, y: torch.Tensor, classes: int, head: str = "linear", seed: int = 0) -> torch.nn.Module:
+    """A classifier fitted full-batch on (x, y): `linear` (Adam 1e-2, 300 steps), or `mlp`, one hidden layer
+    of 256 GELU units (the shape of LLaVA's `mlp2x_gelu` projector; AdamW 3e-3, weight decay 1e-2, 600 steps)."""
     torch.manual_seed(seed)
-    head = torch.nn.Linear(x.shape[-1], classes)
-    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    if head == "linear":
+        model, steps = torch.nn.Linear(x.shape[-1], classes), 300
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    elif head == "mlp":
+        model = torch.nn.Sequential(torch.nn.Linear(x.shape[-1], 256), torch.nn.GELU(), torch.nn.Linear(256, classes))
+        steps, opt = 600, torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
+    else:
+        raise ValueError(f"unknown probe head {head!r}; known: {', '.join(HEADS)}")
+    head = model
     for _ in range(steps):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(head(x), y).backward()
@@ -72,7 +86,7 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 300,
 
 
 def probe(tower_dir: str, images: int = 3000, image_size: int | None = None, seed: int = 0,
-          train_fraction: float = 0.8) -> dict:
+          train_fraction: float = 0.8, head: str = "linear") -> dict:
     """{attribute: {cells, occupied, shuffled_cells, shuffled_occupied, chance_occupied}} accuracies."""
     from clips_tower.adapter import read_tower_info
 
@@ -89,8 +103,9 @@ def probe(tower_dir: str, images: int = 3000, image_size: int | None = None, see
         occupied = y_test != vocab.index(NONE)
         scores = {}
         for name, train_y in (("", y[:split]), ("shuffled_", y[:split][shuffled])):
-            head = fit_linear(x[:split].reshape(-1, x.shape[-1]), train_y.reshape(-1), len(vocab), seed=seed)
-            right = head(x_test).argmax(-1) == y_test
+            fitted = fit_head(x[:split].reshape(-1, x.shape[-1]), train_y.reshape(-1), len(vocab), head, seed=seed)
+            with torch.no_grad():
+                right = fitted(x_test).argmax(-1) == y_test
             scores[f"{name}cells"] = right.float().mean().item()
             scores[f"{name}occupied"] = right[occupied].float().mean().item()
         scores["chance_occupied"] = 1.0 / (len(vocab) - 1)
@@ -103,11 +118,13 @@ def main(argv=None) -> int:
     parser.add_argument("--model", required=True, help="an exported HF tower directory (`clips-llava tower export`)")
     parser.add_argument("--scenes", type=int, default=3000, help="scenes rendered (80%% fit, 20%% scored)")
     parser.add_argument("--image-size", type=int, default=None, help="render size (default: the tower's)")
+    parser.add_argument("--head", choices=HEADS, default="linear",
+                        help="the classifier: linear, or mlp (one hidden layer, as LLaVA's projector can read)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="also write the numbers here (JSON)")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(renamed(argv, ALIASES, parser.prog))
-    result = probe(args.model, images=args.scenes, image_size=args.image_size, seed=args.seed)
+    result = probe(args.model, images=args.scenes, image_size=args.image_size, seed=args.seed, head=args.head)
     print("| attribute | all cells | occupied cells | shuffled-label control (occupied) | chance |")
     print("|---|---|---|---|---|")
     for attribute, s in result.items():

@@ -138,7 +138,7 @@ def test_probe_old_and_new_spellings(monkeypatch, tmp_path, capsys):
         assert f"python -m clips_tower.probe: {old} is deprecated; use {new}\n" in err
     assert probe.main(["--model", "T", "--scenes", "7", "--out", str(tmp_path / "b.json")]) == 0
     assert "deprecated" not in capsys.readouterr().err
-    assert seen[0] == seen[1] == (("T",), {"images": 7, "image_size": None, "seed": 0})
+    assert seen[0] == seen[1] == (("T",), {"images": 7, "image_size": None, "seed": 0, "head": "linear"})
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text() == "{}"
 
 

@@ -9,6 +9,7 @@ from clips_tower.world.scene import sample_scene
 from tests.tower_helpers import TINY_JSON
 
 import numpy as np
+import torch
 
 
 def test_cell_labels_follow_the_grid():
@@ -31,3 +32,23 @@ def test_probe_reads_colour_from_a_random_tower_and_the_shuffled_control_does_no
     assert colour["occupied"] > colour["shuffled_occupied"] + 0.3
     assert set(result) == {"color", "shape"}
     assert "| color |" in capsys.readouterr().out
+
+
+def test_mlp_head_reads_colour_and_unknown_heads_are_refused(tmp_path):
+    import pytest
+    from clips_tower.probe import fit_head, probe
+
+    tower = tmp_path / "tower"
+    assert tower_main(["export", "--model", str(TINY_JSON), "--random-init", "--out", str(tower)]) == 0
+    colour = probe(str(tower), images=200, head="mlp")["color"]
+    assert colour["occupied"] > colour["chance_occupied"] + 0.2
+    assert colour["occupied"] > colour["shuffled_occupied"] + 0.3
+    # the hidden layer can fit what a linear head cannot: XOR of two inputs
+    x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).repeat(8, 1)
+    y = (x[:, 0] != x[:, 1]).long()
+    mlp, linear = fit_head(x, y, 2, "mlp"), fit_head(x, y, 2, "linear")
+    with torch.no_grad():
+        assert (mlp(x).argmax(-1) == y).all()
+        assert not (linear(x).argmax(-1) == y).all()
+    with pytest.raises(ValueError, match="known: linear, mlp"):
+        fit_head(x, y, 2, "deep")
