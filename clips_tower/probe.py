@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from clips_tower.flags import renamed
+from clips_tower.io import atomic_write, lookup
 from clips_tower.world.scene import COLORS, SHAPES, render_scene, sample_scene
 
 NONE = "none"
@@ -62,27 +63,32 @@ def cell_labels(scenes, attribute: str) -> torch.Tensor:
     return torch.as_tensor(labels)
 
 
-HEADS = ("linear", "mlp")
+def _linear_head(width: int, classes: int):
+    model = torch.nn.Linear(width, classes)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-2), 300
+
+
+def _mlp_head(width: int, classes: int):
+    """One hidden layer of 256 GELU units: the shape of LLaVA's `mlp2x_gelu` projector."""
+    model = torch.nn.Sequential(torch.nn.Linear(width, 256), torch.nn.GELU(), torch.nn.Linear(256, classes))
+    return model, torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2), 600
+
+
+# probe head name -> (width, classes) -> (module, optimizer, full-batch steps)
+HEADS = {"linear": _linear_head, "mlp": _mlp_head}
 
 
 def fit_head(x: torch.Tensor, y: torch.Tensor, classes: int, head: str = "linear", seed: int = 0) -> torch.nn.Module:
-    """A classifier fitted full-batch on (x, y): `linear` (Adam 1e-2, 300 steps), or `mlp`, one hidden layer
-    of 256 GELU units (the shape of LLaVA's `mlp2x_gelu` projector; AdamW 3e-3, weight decay 1e-2, 600 steps)."""
+    """A `HEADS[head]` classifier fitted full-batch on (x, y): `linear` (Adam 1e-2, 300 steps) or `mlp`
+    (AdamW 3e-3, weight decay 1e-2, 600 steps)."""
+    build = lookup(HEADS, head, "probe head")
     torch.manual_seed(seed)
-    if head == "linear":
-        model, steps = torch.nn.Linear(x.shape[-1], classes), 300
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    elif head == "mlp":
-        model = torch.nn.Sequential(torch.nn.Linear(x.shape[-1], 256), torch.nn.GELU(), torch.nn.Linear(256, classes))
-        steps, opt = 600, torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
-    else:
-        raise ValueError(f"unknown probe head {head!r}; known: {', '.join(HEADS)}")
-    head = model
+    model, opt, steps = build(x.shape[-1], classes)
     for _ in range(steps):
         opt.zero_grad()
-        torch.nn.functional.cross_entropy(head(x), y).backward()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
-    return head
+    return model
 
 
 def probe(tower_dir: str, images: int = 3000, image_size: int | None = None, seed: int = 0,
@@ -131,7 +137,6 @@ def main(argv=None) -> int:
         print(f"| {attribute} | {s['cells']:.3f} | {s['occupied']:.3f} | {s['shuffled_occupied']:.3f} "
               f"| {s['chance_occupied']:.3f} |")
     if args.out:
-        from clips_tower.io import atomic_write
         atomic_write(args.out, json.dumps(result, indent=1))
     return 0
 

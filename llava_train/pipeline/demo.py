@@ -60,7 +60,7 @@ DEMO_PRESETS: dict[str, DemoPreset] = {
     "demo": DemoPreset(
         world="demo",
         towers={"clip-web": "configs/clips/clip-web.yaml", "clips": "configs/clips/clips.yaml"},
-        lm_preset="demo", lm_steps=150, clips_steps=300, random_tower="configs/clips/clips.yaml",
+        lm_preset="demo", lm_steps=150, random_tower="configs/clips/clips.yaml",
         stage1="configs/llava/stage1_demo.yaml", stage2="configs/llava/stage2_demo.yaml",
     ),
     "tiny": DemoPreset(
