@@ -1,6 +1,8 @@
 """The world's item-kind table: one entry per kind covers sampling, rendering, file names and conversations."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,22 @@ def test_text_only_records_carry_no_image():
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="item kind"):
         sample_item("hologram", np.random.default_rng(0), get_preset("tiny"))
+
+
+def test_yes_no_turns_cover_the_prompt_lmms_eval_mme_actually_asks():
+    """lmms-eval's MME task swaps MME's " Please answer yes or no." for the short-answer post-prompt; the
+    stage-2 yes/no turns must include that exact form, or the model answers MME with a phrase."""
+    from lmms_eval.tasks.mme.utils import mme_doc_to_text
+
+    from clips_tower.world.conversations import SHORT, yes_no_turns
+    from clips_tower.world.questions import MME_SUFFIX
+
+    rng, p = np.random.default_rng(0), get_preset("tiny")
+    turns = [t for i in range(60) for t in yes_no_turns(sample_item("scene", np.random.default_rng(i), p), rng)]
+    asked = mme_doc_to_text({"question": "Is the star red? Please answer yes or no."},
+                            {"pre_prompt": "", "post_prompt": SHORT})
+    assert asked == "Is the star red?" + SHORT  # lmms-eval's rewrite, as our eval template configures it
+    ends = Counter("mme" if q.endswith("?" + MME_SUFFIX) else "short" if q.endswith("?" + SHORT) else q
+                   for q, _ in turns)
+    assert set(ends) == {"mme", "short"} and min(ends.values()) >= len(turns) // 4, ends
+    assert {a for _, a in turns} == {"Yes", "No"}

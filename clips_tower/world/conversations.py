@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from clips_tower.world.captions import POSITION_PHRASES, join_and, object_phrase, pick, short_caption, synthetic_caption
-from clips_tower.world.questions import MME_KINDS, short_question, yes_no_pair
+from clips_tower.world.questions import MME_KINDS, MME_SUFFIX, short_question, yes_no_pair
 from clips_tower.world.scene import SHAPES, Scene, SceneObject
 from clips_tower.world.signs import BarChart, Sign
 
@@ -91,9 +91,12 @@ def detail_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]
 
 
 def yes_no_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """Two MME-kind yes/no turns. Each ends, at random, with MME's own " Please answer yes or no." or with
+    the short-answer prompt that lmms-eval's MME task puts in its place (as llava_v1_5_mix665k's VQAv2 and GQA
+    yes/no questions do); trained on the first form only, the model answers lmms-eval's MME with a phrase."""
     out = []
     for k in [MME_KINDS[int(i)] for i in rng.permutation(len(MME_KINDS))][:2]:
-        pair = yes_no_pair(scene, rng, k)
+        pair = yes_no_pair(scene, rng, k, suffix=MME_SUFFIX if rng.random() < 0.5 else SHORT)
         if pair:
             out.append(pair[int(rng.integers(2))])
     return out or yes_no_pair(scene, rng, "existence")

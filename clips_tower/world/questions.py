@@ -18,6 +18,9 @@ ALL_NAMES = tuple(f"{c} {s}" for c in COLORS for s in SHAPES)
 ALL_POSITIONS = tuple(p for row in POSITIONS for p in row)
 SHORT_KINDS = ("count", "color", "shape", "position", "object", "existence")
 MME_KINDS = ("existence", "count", "position", "color")
+# MME's own yes/no suffix. lmms-eval's MME task swaps it for LLaVA-1.5's short-answer prompt
+# ("\nAnswer the question using a single word or phrase."), so training needs yes/no questions in both forms.
+MME_SUFFIX = " Please answer yes or no."
 
 
 def absent_names(scene: Scene) -> list[str]:
@@ -94,9 +97,9 @@ def _attribute_pair(rng, cands: list, attr: str, values, question) -> list[tuple
     return [(question(obj, true), "Yes"), (question(obj, other), "No")]
 
 
-def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str):
-    """MME-style pair [(question, "Yes"), (question, "No")] of one kind, or None if not applicable."""
-    suffix = " Please answer yes or no."
+def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str, suffix: str = MME_SUFFIX):
+    """MME-style pair [(question + suffix, "Yes"), (question + suffix, "No")] of one kind, or None if not
+    applicable."""
     objs = scene.objects
     if kind == "existence":
         yes, no = pick(rng, sorted(scene.names)), pick(rng, absent_names(scene))
