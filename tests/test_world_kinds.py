@@ -5,7 +5,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import yaml
 
+from clips_tower.io import CHECKOUT
 from clips_tower.world import evalsets
 from clips_tower.world.conversations import STAGE2_MIX, stage2_record
 from clips_tower.world.generate import STREAMS, render_png, sample_item
@@ -63,11 +65,16 @@ def test_yes_no_turns_cover_the_prompt_lmms_eval_mme_actually_asks():
     from clips_tower.world.conversations import SHORT, yes_no_turns
     from clips_tower.world.questions import MME_SUFFIX
 
+    class TaskLoader(yaml.SafeLoader):  # lmms-eval task YAML: `!function module.name` values kept as strings
+        pass
+
+    TaskLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    template = yaml.load((CHECKOUT / "eval" / "tasks" / "_synth_template.yaml").read_text(), Loader=TaskLoader)
     rng, p = np.random.default_rng(0), get_preset("tiny")
     turns = [t for i in range(60) for t in yes_no_turns(sample_item("scene", np.random.default_rng(i), p), rng)]
     asked = mme_doc_to_text({"question": "Is the star red? Please answer yes or no."},
-                            {"pre_prompt": "", "post_prompt": SHORT})
-    assert asked == "Is the star red?" + SHORT  # lmms-eval's rewrite, as our eval template configures it
+                            template["lmms_eval_specific_kwargs"]["default"])
+    assert asked == "Is the star red?" + SHORT  # lmms-eval's rewrite, with our eval template's prompts
     ends = Counter("mme" if q.endswith("?" + MME_SUFFIX) else "short" if q.endswith("?" + SHORT) else q
                    for q, _ in turns)
     assert set(ends) == {"mme", "short"} and min(ends.values()) >= len(turns) // 4, ends

@@ -19,7 +19,7 @@ ALL_POSITIONS = tuple(p for row in POSITIONS for p in row)
 SHORT_KINDS = ("count", "color", "shape", "position", "object", "existence")
 MME_KINDS = ("existence", "count", "position", "color")
 # MME's own yes/no suffix. lmms-eval's MME task swaps it for LLaVA-1.5's short-answer prompt
-# ("\nAnswer the question using a single word or phrase."), so training needs yes/no questions in both forms.
+# (`conversations.SHORT`), so training needs yes/no questions in both forms.
 MME_SUFFIX = " Please answer yes or no."
 
 
