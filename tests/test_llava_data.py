@@ -42,6 +42,22 @@ def test_lm_pretrain_learns(parts, tmp_path):
     assert r["last_loss"] < r["first_loss"] - 0.5
 
 
+def test_lm_tokenizer_prepends_bos_as_llama_does(parts):
+    """Llama's tokenizer (add_bos_token=True, no eos) starts every encoded text with <s>, so LLaVA-1.5's
+    stage-1 input is "<s><image>caption\n". Without it the image tokens open the sequence."""
+    from transformers import AutoProcessor
+
+    from llava_train.data import IGNORE_INDEX
+
+    tok = AutoProcessor.from_pretrained(parts["llava"]["plain"]).tokenizer
+    ids = tok("A red star.").input_ids
+    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1 and tok.eos_token_id not in ids
+    assert tok("A red star.", add_special_tokens=False).input_ids == ids[1:]
+    s = _dataset(parts, "plain", parts["world"] / "llava/stage1.json").sample(0)
+    assert s["input_ids"][0] == tok.bos_token_id and s["labels"][0] == IGNORE_INDEX
+    assert s["input_ids"][1] == tok.convert_tokens_to_ids("<image>")
+
+
 def test_assembled_llava_is_stock_and_expands_image(parts):
     from PIL import Image
     from transformers import AutoProcessor, LlavaForConditionalGeneration

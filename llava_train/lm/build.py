@@ -6,8 +6,10 @@
 
 Both write ordinary HF directories (`AutoModelForCausalLM` / `AutoTokenizer` load them). The
 tokenizer is a byte-level BPE trained with `tokenizers` on the world's `corpus.txt`; like Llama it
-has `<s>`, `</s>`, `<unk>` and no pad token (LLaVA assembly adds one), and it carries its own chat
-template (the `chat_template` conversation template of `llava_train.templates` uses it).
+has `<s>`, `</s>`, `<unk>` and no pad token (LLaVA assembly adds one), it prepends `<s>` to every
+encoded text as Llama's tokenizer does (`add_bos_token=True`: LLaVA-1.5's inputs all start with `<s>`,
+and the LM pretrains with `<s>` opening each sentence), and it carries its own chat template (the
+`chat_template` conversation template of `llava_train.templates` uses it).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import math
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from llava_train.lm.presets import get_lm_preset
 
@@ -67,6 +69,10 @@ def train_tokenizer(corpus: str | Path, vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     tok.train([str(corpus_file(corpus))], trainer=trainer)
+    # Llama's post-processor: "<s> $A" (and "<s> $A <s> $B" for pairs), no `</s>` appended.
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
         chat_template=LM_CHAT_TEMPLATE,
