@@ -5,7 +5,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import yaml
 
 from clips_tower.io import CHECKOUT
 from clips_tower.world import evalsets
@@ -65,11 +64,9 @@ def test_yes_no_turns_cover_the_prompt_lmms_eval_mme_actually_asks():
     from clips_tower.world.conversations import SHORT, yes_no_turns
     from clips_tower.world.questions import MME_SUFFIX
 
-    class TaskLoader(yaml.SafeLoader):  # lmms-eval task YAML: `!function module.name` values kept as strings
-        pass
+    from lmms_eval.utils import load_yaml_config
 
-    TaskLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-    template = yaml.load((CHECKOUT / "eval" / "tasks" / "_synth_template.yaml").read_text(), Loader=TaskLoader)
+    template = load_yaml_config(str(CHECKOUT / "eval" / "tasks" / "_synth_template.yaml"), mode="simple")
     rng, p = np.random.default_rng(0), get_preset("tiny")
     turns = [t for i in range(60) for t in yes_no_turns(sample_item("scene", np.random.default_rng(i), p), rng)]
     asked = mme_doc_to_text({"question": "Is the star red? Please answer yes or no."},
