@@ -40,7 +40,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,6 +47,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from clips_tower.distributed import free_port  # after the path insert
 
 LLAVA_CONFIGS = {"llava-stage1": ("stage1_tiny.yaml", "stage1.json", []),
                  "llava-stage2": ("stage2_tiny.yaml", "stage2.json", []),
@@ -86,12 +87,6 @@ def build_inputs(root: Path, target: str) -> dict:
             shutil.rmtree(lm, ignore_errors=True)
             cli("lm", "init", "--preset", "tiny", "--data", str(world), "--out", str(lm))
     return {"world": world, "tower": tower, "lm": lm}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def command(args, inputs: dict, out: Path, resume: bool) -> list[str]:

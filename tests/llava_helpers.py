@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from clips_tower.distributed import free_port  # re-exported for the tests
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -55,14 +57,6 @@ def torchrun(nproc: int, args: list[str], timeout: int = 300) -> subprocess.Comp
     if r.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
     return r
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_script(script: str, args: list[str], log: Path, **env) -> subprocess.Popen:

@@ -35,12 +35,12 @@ METRICS = ("i2t_R@1", "t2i_R@1")
 class AblationPreset:
     world: str
     config: str        # the CLIPS run config every variant starts from (relative to the repo)
-    steps: int
+    steps: int | None = None  # None: the config's own budget (optim.steps)
     seeds: int = 2
 
 
 ABLATION_PRESETS = {
-    "ablation": AblationPreset(world="demo", config="configs/clips/clips.yaml", steps=300),
+    "ablation": AblationPreset(world="demo", config="configs/clips/clips.yaml"),
     "ablation-tiny": AblationPreset(world="tiny", config="configs/clips/tiny.yaml", steps=4),
 }
 
@@ -52,6 +52,7 @@ def variant_name(strategy: str, k: int, seed: int) -> str:
 def build_steps(preset: AblationPreset, out: Path, seed: int) -> list[Step]:
     cli = [sys.executable, "-m", "llava_train.pipeline.cli"]
     world = out / "world"
+    budget = [] if preset.steps is None else ["--steps", str(preset.steps)]
     steps = [Step("world", cli + ["synth", "--out", str(world), "--preset", preset.world, "--seed", str(seed),
                                   "--overwrite"], ["world/MANIFEST.json"])]
     table = [sys.executable, "-m", "llava_train.pipeline.ablation", "table", "--out", str(out / "ablation")]
@@ -62,7 +63,7 @@ def build_steps(preset: AblationPreset, out: Path, seed: int) -> list[Step]:
             # one process per variant: `clips train` then `clips eval` (the same mains the CLI runs)
             steps.append(Step(f"tower-{name}", [
                 sys.executable, "-m", "llava_train.pipeline.ablation", "variant", "--config", str(REPO / preset.config),
-                "--data", str(world), "--out", str(run), "--seed", str(s), "--steps", str(preset.steps),
+                "--data", str(world), "--out", str(run), "--seed", str(s), *budget,
                 "--strategy", strategy, "--k", str(k)], [f"towers/{name}/export", f"towers/{name}/retrieval.json"]))
             table += ["--run", f"{strategy}:{k}:{s}={run / 'retrieval.json'}"]
     steps.append(Step("table", table, ["ablation/ablation.md", "ablation/ablation.json", "ablation/ablation.png"]))
@@ -142,8 +143,9 @@ def train_variant(args) -> int:
     """Train one variant's tower and measure its retrieval (`clips train` + `clips eval`, in one process)."""
     from clips_tower import retrieval, train
 
+    budget = [] if args.steps is None else ["--steps", str(args.steps)]
     rc = train.main(["--config", args.config, "--data", args.data, "--out", args.out, "--seed", str(args.seed),
-                     "--steps", str(args.steps), "--set", f"method.strategy={args.strategy}", "--set", f"method.k={args.k}"])
+                     *budget, "--set", f"method.strategy={args.strategy}", "--set", f"method.k={args.k}"])
     if rc:
         return rc
     return retrieval.main(["--model", str(Path(args.out) / "export"), "--data", args.data,
@@ -156,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("variant", help="train one variant's tower and measure its retrieval")
     for flag in ("--config", "--data", "--out", "--strategy"):
         v.add_argument(flag, required=True)
-    for flag in ("--seed", "--steps", "--k"):
+    for flag in ("--seed", "--k"):
         v.add_argument(flag, type=int, required=True)
+    v.add_argument("--steps", type=int, help="override the config's optim.steps")
     t = sub.add_parser("table", help="write the ablation table + chart")
     t.add_argument("--out", required=True, type=Path)
     t.add_argument("--run", action="append", required=True, metavar="STRATEGY:K:SEED=RETRIEVAL_JSON")
