@@ -20,6 +20,16 @@ from clips_tower.distributed import free_port  # re-exported for the tests
 REPO = Path(__file__).resolve().parents[1]
 
 
+def import_script(name: str):
+    """The module `scripts/<name>.py` (scripts are not a package; this imports one by path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_tower(out: Path) -> Path:
     from clips_tower.adapter import export_tower
 
@@ -53,7 +63,7 @@ def torchrun(nproc: int, args: list[str], timeout: int = 300) -> subprocess.Comp
     port = free_port()  # --master_port=0 hangs DeepSpeed's gloo init here: pick a free port
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port}",
            "-m", "llava_train.train", *args]
-    r = subprocess.run(cmd, cwd=REPO, env=offline_env(), capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(cmd, cwd=REPO, env=offline_env(), capture_output=True, text=True, timeout=timeout, check=False)
     if r.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
     return r

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.llava_helpers import make_lm
+from tests.llava_helpers import import_script, make_lm
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "lm_lookup_probe.py"
@@ -16,12 +16,7 @@ SCRIPT = REPO / "scripts" / "lm_lookup_probe.py"
 
 @pytest.fixture(scope="module")
 def probe():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import lm_lookup_probe
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-    return lm_lookup_probe
+    return import_script("lm_lookup_probe")
 
 
 def test_items_ask_about_present_and_absent_objects(probe):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.llava_helpers import import_script
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "world_oracles.py"
 
@@ -15,11 +17,7 @@ def _run(world: Path) -> subprocess.CompletedProcess:
 
 
 def test_oracles_redraw_the_world_and_score_by_the_asked_attribute(tiny_world):
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import world_oracles
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    world_oracles = import_script("world_oracles")
     scenes, records = world_oracles.pope_scenes(tiny_world)
     scores = world_oracles.oracle_scores(scenes, records)
     assert scores["full"]["all"] == 1.0  # the re-drawn scenes are the world's: every answer follows from them

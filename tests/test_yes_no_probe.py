@@ -8,18 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.llava_helpers import import_script
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "yes_no_probe.py"
 
 
 @pytest.fixture(scope="module")
 def probe():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import yes_no_probe
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-    return yes_no_probe
+    return import_script("yes_no_probe")
 
 
 def test_auc_and_summary_by_hand(probe):
