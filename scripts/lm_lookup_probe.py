@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 import torch
+from clips_llava_eval.margins import summarize
 
 from clips_tower.world.captions import short_caption, synthetic_caption
 from clips_tower.world.questions import short_question
@@ -53,20 +54,13 @@ def lookup_items(n: int, seed: int, style: str) -> list[tuple[str, bool]]:
     return items
 
 
-def auc(positive: list[float], negative: list[float]) -> float:
-    pairs = [(p > q) + 0.5 * (p == q) for p in positive for q in negative]
-    return sum(pairs) / len(pairs)
-
-
 def probe(model, tokenizer, n: int = 200, seed: int = 12345) -> dict[str, dict[str, float]]:
     out = {}
     for style in STYLES:
         items = lookup_items(n, seed, style)
         margins = [continuation_logprob(model, tokenizer, c, " Yes") - continuation_logprob(model, tokenizer, c, " No")
                    for c, _ in items]
-        gold = [g for _, g in items]
-        out[style] = {"acc@0": sum((m > 0) == g for m, g in zip(margins, gold)) / n,
-                      "AUC": auc([m for m, g in zip(margins, gold) if g], [m for m, g in zip(margins, gold) if not g])}
+        out[style] = summarize(margins, [g for _, g in items])
     return out
 
 

@@ -26,14 +26,18 @@ import sys
 from pathlib import Path
 
 import torch
+from clips_llava_eval.margins import summarize
 from PIL import Image
 
-SHORT = "\nAnswer the question using a single word or phrase."
-MME_SUFFIX = " Please answer yes or no."  # lmms-eval's MME task replaces it by SHORT
+from clips_tower.world.conversations import SHORT
+from clips_tower.world.questions import MME_SUFFIX
+
 CONTINUATIONS = {"yes": (" yes", " Yes"), "no": (" no", " No")}
 
 
 def prompt(tokenizer, question: str) -> str:
+    """The chat prompt lmms-eval sends: the question, then LLaVA-1.5's SHORT prompt (which its MME task
+    puts in place of MME's own MME_SUFFIX)."""
     user = "<image>\n" + question.replace(MME_SUFFIX, "") + SHORT
     return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
                                          add_generation_prompt=True)
@@ -70,17 +74,6 @@ def margins(model, processor, records: list[dict], image_paths: list[Path], batc
                                                  for c in conts]), 0) for a, conts in CONTINUATIONS.items()}
         out += (score["yes"] - score["no"]).tolist()
     return out
-
-
-def auc(positive: list[float], negative: list[float]) -> float:
-    pairs = [(p > n) + 0.5 * (p == n) for p in positive for n in negative]
-    return sum(pairs) / len(pairs)
-
-
-def summarize(values: list[float], gold: list[bool]) -> dict[str, float]:
-    return {"acc@0": sum((m > 0) == g for m, g in zip(values, gold)) / len(gold),
-            "yes-ratio": sum(m > 0 for m in values) / len(values),
-            "AUC": auc([m for m, g in zip(values, gold) if g], [m for m, g in zip(values, gold) if not g])}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from tests.llava_helpers import import_script, make_lm
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "lm_lookup_probe.py"
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +38,9 @@ def test_continuation_logprob_equals_the_models_own_loss(probe, tiny_world, tmp_
     assert abs(got - float(-loss * n)) < 1e-4
 
 
-def test_cli_prints_one_row_per_style(tiny_world, tmp_path):
+def test_cli_prints_one_row_per_style(probe, tiny_world, tmp_path):
     lm = make_lm(tiny_world, tmp_path / "lm")
-    r = subprocess.run([sys.executable, str(SCRIPT), "--model", str(lm), "--n", "6"],
+    r = subprocess.run([sys.executable, probe.__file__, "--model", str(lm), "--n", "6"],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert [line.split(" | ")[0] for line in r.stdout.splitlines()[2:]] == ["| synthetic", "| short"]

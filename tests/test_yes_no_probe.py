@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from tests.llava_helpers import import_script
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "yes_no_probe.py"
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +15,12 @@ def probe():
     return import_script("yes_no_probe")
 
 
-def test_auc_and_summary_by_hand(probe):
-    assert probe.auc([2.0, 3.0], [1.0, 0.0]) == 1.0
-    assert probe.auc([0.0], [1.0]) == 0.0 and probe.auc([1.0], [1.0]) == 0.5
-    s = probe.summarize([1.0, -1.0, 2.0, 0.5], [True, False, False, True])
+def test_auc_and_summary_by_hand():
+    from clips_llava_eval.margins import auc, summarize
+
+    assert auc([2.0, 3.0], [1.0, 0.0]) == 1.0
+    assert auc([0.0], [1.0]) == 0.0 and auc([1.0], [1.0]) == 0.5
+    s = summarize([1.0, -1.0, 2.0, 0.5], [True, False, False, True])
     assert s == {"acc@0": 0.75, "yes-ratio": 0.75, "AUC": 0.5}  # 3 of 4 right; pairs: 1>-1, 0.5>-1
 
 
@@ -48,8 +46,8 @@ def test_continuation_logprob_equals_the_models_own_loss(probe, tiny_llava_dir, 
         assert torch.allclose(got[i], -loss * n, atol=1e-4), (got[i], -loss * n)
 
 
-def test_cli_prints_own_and_shuffled_rows(tiny_llava_dir, tiny_world):
-    r = subprocess.run([sys.executable, str(SCRIPT), "--model", str(tiny_llava_dir), "--world", str(tiny_world),
+def test_cli_prints_own_and_shuffled_rows(probe, tiny_llava_dir, tiny_world):
+    r = subprocess.run([sys.executable, probe.__file__, "--model", str(tiny_llava_dir), "--world", str(tiny_world),
                         "--tasks", "pope,mme", "--limit", "4"], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith(("| pope", "| mme"))]
