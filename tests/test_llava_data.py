@@ -42,6 +42,39 @@ def test_lm_pretrain_learns(parts, tmp_path):
     assert r["last_loss"] < r["first_loss"] - 0.5
 
 
+def test_lm_pretrain_blocks_hold_whole_sentences_that_attend_only_to_themselves(parts, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llava_train.lm.build import _blocks
+
+    tok = AutoTokenizer.from_pretrained(parts["lm"])
+    lines = ["A small red circle on a gray background. Is there a red circle in the image? Yes.",
+             "Is there a blue star in the image? No.", "untitled 2", "x " * 40]  # the last is 41+ tokens
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    b = _blocks(corpus, tok, 32)
+    ids, pos, lab = b["input_ids"], b["position_ids"], b["labels"]
+    sentences = [[tok.bos_token_id, *tok(x.strip(), add_special_tokens=False).input_ids, tok.eos_token_id] for x in lines]
+    segments = [row[s:e].tolist() for row, p in zip(ids, pos)
+                for s, e in zip(*(lambda z: (z, z[1:] + [len(p)]))((p == 0).nonzero().flatten().tolist()))]
+    for sentence in sentences[:3]:  # short sentences are never split, each is one segment of its own
+        assert sentence in segments
+    long = sentences[3]
+    pieces = sentences[:3] + [long[i:i + 32] for i in range(0, len(long), 32)]  # a long one: block-sized pieces
+    assert len(long) > 32 and all(piece in segments for piece in pieces)
+    assert (lab[pos == 0] == -100).all()  # a segment's first token is never a target
+    assert ((lab == -100) | (lab == ids)).all() and int((lab != -100).sum()) == sum(len(x) - 1 for x in pieces)
+    # packed logits equal each sentence's own: the position_ids make the causal mask block-diagonal
+    # (without a cache: with one, transformers does not look for packed rows; Trainer trains without)
+    model = AutoModelForCausalLM.from_pretrained(parts["lm"]).eval()
+    row = next(r for r in range(len(ids)) if (pos[r] == 0).sum() >= 3)
+    starts = (pos[row] == 0).nonzero().flatten().tolist()
+    with torch.no_grad():
+        packed = model(input_ids=ids[row:row + 1], position_ids=pos[row:row + 1], use_cache=False).logits[0]
+        alone = model(input_ids=ids[row:row + 1, starts[1]:starts[2]]).logits[0]
+    assert torch.allclose(packed[starts[1]:starts[2]], alone, atol=1e-4)
+
+
 def test_lm_tokenizer_prepends_bos_as_llama_does(parts):
     """Llama's tokenizer (add_bos_token=True, no eos) starts every encoded text with <s>, so LLaVA-1.5's
     stage-1 input is "<s><image>caption\n". Without it the image tokens open the sequence."""
