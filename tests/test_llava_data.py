@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -55,8 +56,10 @@ def test_lm_pretrain_blocks_hold_whole_sentences_that_attend_only_to_themselves(
     b = _blocks(corpus, tok, 32)
     ids, pos, lab = b["input_ids"], b["position_ids"], b["labels"]
     sentences = [[tok.bos_token_id, *tok(x.strip(), add_special_tokens=False).input_ids, tok.eos_token_id] for x in lines]
-    segments = [row[s:e].tolist() for row, p in zip(ids, pos)
-                for s, e in zip(*(lambda z: (z, z[1:] + [len(p)]))((p == 0).nonzero().flatten().tolist()))]
+    segments = []  # each row cut where its positions restart at 0
+    for row, p in zip(ids.tolist(), pos.tolist()):
+        starts = [t for t in range(len(p)) if p[t] == 0] + [len(p)]
+        segments += [row[a:b] for a, b in itertools.pairwise(starts)]
     for sentence in sentences[:3]:  # short sentences are never split, each is one segment of its own
         assert sentence in segments
     long = sentences[3]

@@ -109,9 +109,9 @@ def _blocks(corpus: str | Path, tokenizer, block_size: int) -> dict[str, torch.T
     with the sentences run together, a question's words match words of the sentences before it: the
     demo-sized LM trained here on 20000 colour-list membership lines ("The shapes are red, blue. Is
     there a cyan shape in the image? No.") stays at chance (AUC 0.52 after 600 steps at lr 1e-3),
-    and with one sentence per segment it reaches 1.00 with the same steps. A sentence longer than a block is cut into
-    block-sized pieces, each its own segment. Labels of each segment's first token are IGNORE (no
-    position predicts it).
+    and with one sentence per segment it reaches 1.00 with the same steps. A sentence longer than a
+    block is cut into block-sized pieces, each its own segment. Labels of each segment's first token
+    are IGNORE (no position predicts it).
     """
     ids_rows, pos_rows, lab_rows = [], [], []
     total = 0
