@@ -21,6 +21,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from llava_train.lm.presets import get_lm_preset
+from llava_train.samples import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _blocks(corpus: str | Path, tokenizer, block_size: int) -> dict[str, torch.T
         pad = block_size - len(ids)
         ids_rows.append(ids + [tokenizer.eos_token_id] * pad)
         pos_rows.append(pos + list(range(pad)))
-        lab_rows.append(lab + [-100] * pad)
+        lab_rows.append(lab + [IGNORE_INDEX] * pad)
 
     for line in corpus_file(corpus).read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -137,7 +138,7 @@ def _blocks(corpus: str | Path, tokenizer, block_size: int) -> dict[str, torch.T
                 ids, pos, lab = [], [], []
             ids += piece
             pos += range(len(piece))
-            lab += [-100, *piece[1:]]
+            lab += [IGNORE_INDEX, *piece[1:]]
     if total < block_size:
         raise ValueError(f"corpus too small for one block of {block_size} tokens ({total} tokens)")
     close()
