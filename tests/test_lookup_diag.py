@@ -1,0 +1,58 @@
+"""`scripts/lookup_diag.py`: its hand-assembled image positions give the stock Llava's own logits,
+and its cell codes and questions follow the scene."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.llava_helpers import import_script
+
+
+@pytest.fixture(scope="module")
+def diag():
+    return import_script("lookup_diag")
+
+
+def test_proj_logits_equal_the_stock_llava_forward(diag, tiny_llava_dir):
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from clips_tower.world.scene import render_scene, sample_scene
+
+    processor = AutoProcessor.from_pretrained(tiny_llava_dir)
+    model = LlavaForConditionalGeneration.from_pretrained(tiny_llava_dir).eval()
+    rng = np.random.default_rng(0)
+    scenes = [sample_scene(rng, 1, 6) for _ in range(3)]
+    size = processor.image_processor.crop_size["height"]
+    d = diag.Diag(model, processor, "proj", scenes, size)
+    # question of scene 0 with scene 2's image: the image row is the one the triple names
+    batch = [(0, 0, "Is there a red shape in the image?"), (1, 2, "Is there a cyan shape?")]
+    with torch.no_grad():
+        got = d.logits(batch)
+        for b, (_, img, q) in enumerate(batch):
+            text = processor.tokenizer.apply_chat_template(
+                [{"role": "user", "content": "<image>\n" + q + diag.SHORT}], tokenize=False, add_generation_prompt=True)
+            image = render_scene(scenes[img], size)
+            inputs = processor(text=[text + processor.tokenizer.decode(d.shared)], images=[image], return_tensors="pt",
+                               add_special_tokens=False)
+            assert inputs["input_ids"][0].tolist() == d.prompt_ids(q)
+            want = model(**inputs).logits[0, -1]
+            assert torch.allclose(got[b], want, atol=1e-4), (got[b] - want).abs().max()
+        assert not torch.allclose(got[1], d.logits([(1, 1, batch[1][2])])[0], atol=1e-4)  # the image matters
+
+
+def test_cell_codes_and_questions_follow_the_scene(diag):
+    from clips_tower.world.scene import COLORS, sample_scene
+
+    rng = np.random.default_rng(3)
+    scenes = [sample_scene(rng, 1, 6) for _ in range(200)]
+    code = diag.cell_codes(scenes[0])
+    assert code.shape == (9, len(COLORS) + 6 + 2 + 1)
+    assert code[:, -1].sum() == 9 - len(scenes[0].objects) and (code.sum(1) == torch.where(code[:, -1] > 0, 1, 3)).all()
+    for o in scenes[0].objects:
+        assert code[o.row * 3 + o.col, list(COLORS).index(o.color)] == 1
+    qs = diag.questions(scenes, seed=0)
+    for scene, (q, yes) in zip(scenes, qs):
+        color = q.removeprefix("Is there a ").removesuffix(" shape in the image?")
+        assert color in COLORS and yes == (color in {o.color for o in scene.objects})
+    assert 0.4 < np.mean([y for _, y in qs]) < 0.6
