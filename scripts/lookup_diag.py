@@ -38,7 +38,7 @@ from clips_tower.world import generate
 from clips_tower.world.conversations import SHORT
 from clips_tower.world.presets import get_preset
 from clips_tower.world.scene import COLORS, SHAPES, SIZES, render_scene
-from llava_train.templates import IMAGE
+from llava_train.templates import IMAGE, get_template
 
 MODES = ("proj", "oracle", "words")
 CELLS = 9
@@ -66,7 +66,7 @@ def cell_word_ids(scene, tokenizer) -> list[list[int]]:
     return [tokenizer(w, add_special_tokens=False).input_ids for w in words]
 
 
-def questions(scenes, seed: int) -> list[tuple[str, bool]]:
+def questions(scenes, seed: int | np.random.Generator) -> list[tuple[str, bool]]:
     """One colour question per scene, present or absent with equal chance."""
     rng = np.random.default_rng(seed)
     out = []
@@ -83,8 +83,10 @@ class Diag:
     def __init__(self, model, processor, mode: str, scenes, image_size: int):
         self.model, self.processor, self.mode, self.scenes = model, processor, mode, scenes
         tok = processor.tokenizer
+        # a stage-1 dir carries the `plain` template; the questions are asked as stage 2 asks them
+        tok.chat_template = get_template("vicuna_v1").jinja(tok)
         self.tok = tok
-        self.image_id = tok.convert_tokens_to_ids(tok.image_token)
+        self.image_id = processor.image_token_id
         # the answer is scored at its first token where " Yes" and " No" differ (the shared prefix,
         # if the tokenizer has one, is part of the prompt)
         yes, no = (tok(a, add_special_tokens=False).input_ids for a in (" Yes", " No"))
@@ -150,6 +152,41 @@ class Diag:
         last = torch.tensor([len(x) - 1 for x in ids])
         return self.model.lm_head(hidden[torch.arange(len(ids)), last])
 
+    def conversation_ids(self, qas: list[tuple[str, bool]]) -> tuple[list[int], list[int], list[int]]:
+        """(ids, answer positions, answer targets) of a multi-turn conversation, the image in the first
+        turn, each answer teacher-forced: mix665k's VQA samples bundle many questions per image."""
+        ids, where, target = [], [], []
+        messages: list[dict] = []
+        before = ""
+        for k, (q, yes) in enumerate(qas):
+            messages.append({"role": "user", "content": (IMAGE + "\n" if k == 0 else "") + q + SHORT})
+            text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            for t in self.tok(text[len(before):], add_special_tokens=False).input_ids:
+                ids += [t] * self.n_image if t == self.image_id else [t]
+            ids += self.shared
+            where.append(len(ids) - 1)
+            target.append(self.yes if yes else self.no)
+            ids += [target[-1], self.tok.eos_token_id]
+            messages.append({"role": "assistant", "content": "Yes" if yes else "No"})
+            before = self.tok.apply_chat_template(messages, tokenize=False)
+        return ids, where, target
+
+    def turns_loss(self, batch: list[tuple[int, list[tuple[str, bool]]]]) -> torch.Tensor:
+        """Mean first-answer-token loss over every turn of each (scene, questions) conversation."""
+        convs = [self.conversation_ids(qas) for _, qas in batch]
+        length = max(len(c[0]) for c in convs)
+        input_ids = torch.tensor([c[0] + [self.tok.pad_token_id] * (length - len(c[0])) for c in convs])
+        mask = torch.tensor([[1] * len(c[0]) + [0] * (length - len(c[0])) for c in convs])
+        embeds = self.embed(input_ids)
+        rows = []
+        for b, (img, _) in enumerate(batch):
+            at = (input_ids[b] == self.image_id).nonzero().squeeze(-1)
+            rows.append(embeds[b].index_put((at,), self.image_tokens(img).to(embeds.dtype)))
+        hidden = self.model.model.language_model(inputs_embeds=torch.stack(rows), attention_mask=mask).last_hidden_state
+        rows_, cols = zip(*[(b, w) for b, c in enumerate(convs) for w in c[1]])
+        logits = self.model.lm_head(hidden[torch.tensor(rows_), torch.tensor(cols)])
+        return torch.nn.functional.cross_entropy(logits, torch.tensor([t for c in convs for t in c[2]]))
+
     def loss(self, batch, gold: list[bool]) -> torch.Tensor:
         target = torch.tensor([self.yes if g else self.no for g in gold])
         return torch.nn.functional.cross_entropy(self.logits(batch), target)
@@ -179,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lm", default=None,
+                        help="replace the Llava's LM by this causal-LM dir's weights (e.g. the untrained `lm init` one)")
+    parser.add_argument("--turns", type=int, default=1,
+                        help="questions per training conversation (fresh ones each use; held-out scoring stays one question)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="draw a new question for each training use of a scene (default: one fixed question each)")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     preset = get_preset(args.world_preset)
@@ -187,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"the preset has {len(scenes)} stage-1 scenes, fewer than --train + --heldout")
     processor = AutoProcessor.from_pretrained(args.model)
     model = LlavaForConditionalGeneration.from_pretrained(args.model)
+    if args.lm:
+        from transformers import AutoModelForCausalLM
+
+        lm = AutoModelForCausalLM.from_pretrained(args.lm)
+        lm.resize_token_embeddings(model.get_input_embeddings().weight.shape[0])
+        model.model.language_model.load_state_dict(lm.model.state_dict())
+        model.lm_head.load_state_dict(lm.lm_head.state_dict())
     model.train()
     diag = Diag(model, processor, args.mode, scenes, preset.image_size)
     train = [(i, q, g) for i, (q, g) in enumerate(questions(scenes[: args.train], args.seed))]
@@ -204,13 +254,18 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(1, args.steps + 1):
         pick = rng.integers(len(train), size=args.batch_size)
         batch = [train[int(p)] for p in pick]
-        loss = diag.loss([(i, i, q) for i, q, _ in batch], [g for _, _, g in batch])
+        if args.fresh:
+            batch = [(i, q, g) for (i, _, _), (q, g) in zip(batch, questions([scenes[i] for i, _, _ in batch], rng))]
+        if args.turns > 1:
+            loss = diag.turns_loss([(i, [questions([scenes[i]], rng)[0] for _ in range(args.turns)]) for i, _, _ in batch])
+        else:
+            loss = diag.loss([(i, i, q) for i, q, _ in batch], [g for _, _, g in batch])
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(diag.parameters(), 1.0)
         opt.step()
         sched.step()
-        window.append(float(loss))
+        window.append(loss.item())
         if step % 100 == 0:
             print(f"step {step}: first-answer-token loss {np.mean(window):.3f} (chance 0.693)", flush=True)
             window = []

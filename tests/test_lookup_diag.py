@@ -56,3 +56,27 @@ def test_cell_codes_and_questions_follow_the_scene(diag):
         color = q.removeprefix("Is there a ").removesuffix(" shape in the image?")
         assert color in COLORS and yes == (color in {o.color for o in scene.objects})
     assert 0.4 < np.mean([y for _, y in qs]) < 0.6
+
+
+def test_multi_turn_loss_equals_the_stock_llava_loss(diag, tiny_llava_dir):
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from clips_tower.world.scene import render_scene, sample_scene
+
+    processor = AutoProcessor.from_pretrained(tiny_llava_dir)
+    model = LlavaForConditionalGeneration.from_pretrained(tiny_llava_dir).eval()
+    scenes = [sample_scene(np.random.default_rng(1), 1, 6)]
+    size = processor.image_processor.crop_size["height"]
+    d = diag.Diag(model, processor, "proj", scenes, size)
+    qas = [("Is there a red shape in the image?", True), ("Is there a blue shape in the image?", False),
+           ("Is there a cyan shape in the image?", True)]
+    ids, where, target = d.conversation_ids(qas)
+    assert [ids[w + 1] for w in where] == target == [d.yes, d.no, d.yes]
+    assert ids.count(d.image_id) == d.n_image and processor.tokenizer.decode(ids).count("ASSISTANT:") == 3
+    labels = torch.full((1, len(ids)), -100)
+    labels[0, [w + 1 for w in where]] = torch.tensor(target)
+    pv = processor.image_processor([render_scene(scenes[0], size)], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        want = model(input_ids=torch.tensor([ids]), pixel_values=pv, labels=labels).loss
+        got = d.turns_loss([(0, qas)])
+    assert torch.allclose(got, want, atol=1e-5), (got, want)
