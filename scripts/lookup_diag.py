@@ -35,8 +35,10 @@ import torch
 from clips_llava_eval.margins import summarize
 
 from clips_tower.world import generate
+from clips_tower.world.captions import pick
 from clips_tower.world.conversations import SHORT
 from clips_tower.world.presets import get_preset
+from clips_tower.world.questions import pope_negative
 from clips_tower.world.scene import COLORS, SHAPES, SIZES, render_scene
 from llava_train.templates import IMAGE, get_template
 
@@ -66,15 +68,28 @@ def cell_word_ids(scene, tokenizer) -> list[list[int]]:
     return [tokenizer(w, add_special_tokens=False).input_ids for w in words]
 
 
-def questions(scenes, seed: int | np.random.Generator) -> list[tuple[str, bool]]:
-    """One colour question per scene, present or absent with equal chance."""
+def questions(scenes, seed: int | np.random.Generator, kind: str = "color") -> list[tuple[str, bool]]:
+    """One question per scene, the answer yes or no with equal chance.
+
+    color: "Is there a red shape in the image?" (absent colours drawn uniformly);
+    object: POPE's "Is there a red circle in the image?", the absent object drawn the POPE way, half
+    random and half adversarial (a present shape in another colour).
+    """
     rng = np.random.default_rng(seed)
     out = []
     for scene in scenes:
+        if kind == "object":
+            yes = bool(rng.random() < 0.5)
+            shapes = {o.shape for o in scene.objects}
+            adversarial = len(shapes) * len(COLORS) > len(scene.names) and rng.random() < 0.5  # one exists
+            name = pick(rng, sorted(scene.names)) if yes else pope_negative(
+                scene, rng, "adversarial" if adversarial else "random", [])
+            out.append((f"Is there a {name} in the image?", yes))
+            continue
         present = sorted({o.color for o in scene.objects})
         absent = [c for c in COLORS if c not in present]
         yes = bool(rng.random() < 0.5) or not absent
-        color = present[int(rng.integers(len(present)))] if yes else absent[int(rng.integers(len(absent)))]
+        color = pick(rng, present) if yes else pick(rng, absent)
         out.append((f"Is there a {color} shape in the image?", yes))
     return out
 
@@ -218,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lm", default=None,
                         help="replace the Llava's LM by this causal-LM dir's weights (e.g. the untrained `lm init` one)")
+    parser.add_argument("--question", choices=("color", "object"), default="color",
+                        help="color: 'Is there a red shape ...?'; object: POPE's 'Is there a red circle ...?'")
     parser.add_argument("--turns", type=int, default=1,
                         help="questions per training conversation (fresh ones each use; held-out scoring stays one question)")
     parser.add_argument("--fresh", action="store_true",
@@ -239,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         model.lm_head.load_state_dict(lm.lm_head.state_dict())
     model.train()
     diag = Diag(model, processor, args.mode, scenes, preset.image_size)
-    train = [(i, q, g) for i, (q, g) in enumerate(questions(scenes[: args.train], args.seed))]
-    held = [(args.train + i, q, g) for i, (q, g) in enumerate(questions(scenes[args.train:], args.seed + 1))]
+    train = [(i, q, g) for i, (q, g) in enumerate(questions(scenes[: args.train], args.seed, args.question))]
+    held = [(args.train + i, q, g) for i, (q, g) in enumerate(questions(scenes[args.train:], args.seed + 1, args.question))]
     rng = np.random.default_rng(args.seed)
     shuffled = [int(x) for x in args.train + rng.permutation(args.heldout)]
     opt = torch.optim.AdamW(diag.parameters(), lr=args.lr, weight_decay=0.0)
@@ -255,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         pick = rng.integers(len(train), size=args.batch_size)
         batch = [train[int(p)] for p in pick]
         if args.fresh:
-            batch = [(i, q, g) for (i, _, _), (q, g) in zip(batch, questions([scenes[i] for i, _, _ in batch], rng))]
+            batch = [(i, q, g) for (i, _, _), (q, g) in zip(batch, questions([scenes[i] for i, _, _ in batch], rng, args.question))]
         if args.turns > 1:
-            loss = diag.turns_loss([(i, [questions([scenes[i]], rng)[0] for _ in range(args.turns)]) for i, _, _ in batch])
+            loss = diag.turns_loss([(i, [questions([scenes[i]], rng, args.question)[0] for _ in range(args.turns)]) for i, _, _ in batch])
         else:
             loss = diag.loss([(i, i, q) for i, q, _ in batch], [g for _, _, g in batch])
         opt.zero_grad()

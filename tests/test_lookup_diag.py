@@ -56,6 +56,14 @@ def test_cell_codes_and_questions_follow_the_scene(diag):
         color = q.removeprefix("Is there a ").removesuffix(" shape in the image?")
         assert color in COLORS and yes == (color in {o.color for o in scene.objects})
     assert 0.4 < np.mean([y for _, y in qs]) < 0.6
+    objects = diag.questions(scenes, seed=0, kind="object")  # POPE's form: half the negatives adversarial
+    shared_shape = []
+    for scene, (q, yes) in zip(scenes, objects):
+        name = q.removeprefix("Is there a ").removesuffix(" in the image?")
+        assert yes == (name in scene.names)
+        if not yes:
+            shared_shape.append(name.split()[1] in {o.shape for o in scene.objects})
+    assert 0.4 < np.mean([y for _, y in objects]) < 0.6 and 0.5 < np.mean(shared_shape) < 0.9
 
 
 def test_multi_turn_loss_equals_the_stock_llava_loss(diag, tiny_llava_dir):
