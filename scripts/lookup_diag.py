@@ -12,17 +12,20 @@ image positions is the variable:
           for an empty cell). The content is exact and word-like: what a text scene description gives.
 
 The projector (or MLP) and the whole LM train; the tower is frozen. The loss is the cross-entropy of
-the first answer token where " Yes" and " No" differ (chance 0.693). Questions ask about one colour, present or
-absent with equal chance, on the world's stage-1 scenes: the first `--train` scenes train, the next
-`--heldout` ones are scored. It prints the mean loss per 100 steps, and the held-out AUC of the
+the first answer token where " Yes" and " No" differ (chance 0.693). Questions ask about one colour
+(`--question object`: one object, POPE's form), present or absent with equal chance, on the world's
+stage-1 scenes: the first `--train` scenes train, the next `--heldout` ones are scored. `--turns N`
+asks N questions per training conversation, `--lm DIR` swaps in another LM's weights (for example one
+pretrained on lookup text, or the untrained `lm init` one). It prints the mean loss per 100 steps, and the held-out AUC of the
 margin logit(Yes) - logit(No), with each scene's own image tokens and with another scene's.
 
 If `oracle` and `words` learn fast and `proj` does not, the image-token representation holds the
 lookup back. If `words` learns fast and `oracle` does not, the LM looks tokens up by matching word
-embeddings only. If none learns fast, the LM's optimisation is the limit.
+embeddings only. If none learns fast, the LM is the limit (README "Tenth round": it is, at the demo's stage-2 rate).
 
     python scripts/lookup_diag.py --model runs/demo/llava/clips/stage1 --mode words
     python scripts/lookup_diag.py --model runs/demo/llava/clips/stage1 --mode proj --steps 900 --lr 1e-3
+    python scripts/lookup_diag.py --model runs/demo/llava/clips/stage1 --mode words --lm runs/demo/lm-init --lr 1e-4
 """
 from __future__ import annotations
 
