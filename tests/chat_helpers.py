@@ -105,7 +105,7 @@ class PtyProcess:
                 os.close(self.fd)
                 return self.exit_code
         os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
+        self.exit_code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])  # reaped: alive() must not wait again
         raise AssertionError(f"process did not exit; output:\n{self.output}")
 
 
