@@ -99,7 +99,7 @@ def questions(scenes, seed: int | np.random.Generator, kind: str = "color") -> l
 
 class Diag:
     def __init__(self, model, processor, mode: str, scenes, image_size: int):
-        self.model, self.processor, self.mode, self.scenes = model, processor, mode, scenes
+        self.model, self.mode = model, mode
         tok = processor.tokenizer
         # a stage-1 dir carries the `plain` template; the questions are asked as stage 2 asks them
         tok.chat_template = get_template("vicuna_v1").jinja(tok)
@@ -108,7 +108,9 @@ class Diag:
         # the answer is scored at its first token where " Yes" and " No" differ (the shared prefix,
         # if the tokenizer has one, is part of the prompt)
         yes, no = (tok(a, add_special_tokens=False).input_ids for a in (" Yes", " No"))
-        k = next(i for i in range(min(len(yes), len(no)) + 1) if i == min(len(yes), len(no)) or yes[i] != no[i])
+        k = 0
+        while k < min(len(yes), len(no)) and yes[k] == no[k]:
+            k += 1
         if k == min(len(yes), len(no)):
             raise ValueError("' Yes' and ' No' tokenize as prefixes of each other; no first differing token")
         self.shared, self.yes, self.no = yes[:k], yes[k], no[k]
@@ -145,30 +147,38 @@ class Diag:
             return self.extra[0](self.features[idx])
         return torch.stack([self.embed(torch.tensor(ids)).sum(0) for ids in self.word_ids[idx]])
 
-    def prompt_ids(self, question: str) -> list[int]:
-        """The chat prompt with one `<image>` expanded to the image positions, as LlavaProcessor does."""
-        text = self.tok.apply_chat_template([{"role": "user", "content": IMAGE + "\n" + question + SHORT}],
-                                            tokenize=False, add_generation_prompt=True)
+    def tokens(self, text: str) -> list[int]:
+        """`text`'s ids with each `<image>` expanded to the image positions, as LlavaProcessor does."""
         ids = []
         for t in self.tok(text, add_special_tokens=False).input_ids:
             ids += [t] * self.n_image if t == self.image_id else [t]
-        return ids + self.shared
+        return ids
+
+    def prompt_ids(self, question: str) -> list[int]:
+        """The chat prompt of one question about the image, up to its answer's first differing token."""
+        text = self.tok.apply_chat_template([{"role": "user", "content": IMAGE + "\n" + question + SHORT}],
+                                            tokenize=False, add_generation_prompt=True)
+        return self.tokens(text) + self.shared
+
+    def answer_logits(self, ids: list[list[int]], images: list[int], positions: list[list[int]]) -> torch.Tensor:
+        """LM logits (sum of len(positions[b]), vocab) at `positions` of each right-padded row `ids[b]`,
+        its image positions holding `image_tokens(images[b])`."""
+        length = max(map(len, ids))
+        input_ids = torch.tensor([x + [self.tok.pad_token_id] * (length - len(x)) for x in ids])
+        mask = torch.tensor([[1] * len(x) + [0] * (length - len(x)) for x in ids])
+        embeds = self.embed(input_ids)
+        rows = []
+        for b, img in enumerate(images):
+            where = (input_ids[b] == self.image_id).nonzero().squeeze(-1)
+            rows.append(embeds[b].index_put((where,), self.image_tokens(img).to(embeds.dtype)))
+        hidden = self.model.model.language_model(inputs_embeds=torch.stack(rows), attention_mask=mask).last_hidden_state
+        rows_, cols = zip(*[(b, p) for b, ps in enumerate(positions) for p in ps])
+        return self.model.lm_head(hidden[torch.tensor(rows_), torch.tensor(cols)])
 
     def logits(self, batch: list[tuple[int, int, str]]) -> torch.Tensor:
         """Answer-position logits (B, vocab) for (question scene, image scene, question) triples."""
         ids = [self.prompt_ids(q) for _, _, q in batch]
-        length = max(map(len, ids))
-        pad = self.tok.pad_token_id
-        input_ids = torch.tensor([x + [pad] * (length - len(x)) for x in ids])
-        mask = torch.tensor([[1] * len(x) + [0] * (length - len(x)) for x in ids])
-        embeds = self.embed(input_ids)
-        rows = []
-        for b, (_, img, _) in enumerate(batch):
-            where = (input_ids[b] == self.image_id).nonzero().squeeze(-1)
-            rows.append(embeds[b].index_put((where,), self.image_tokens(img).to(embeds.dtype)))
-        hidden = self.model.model.language_model(inputs_embeds=torch.stack(rows), attention_mask=mask).last_hidden_state
-        last = torch.tensor([len(x) - 1 for x in ids])
-        return self.model.lm_head(hidden[torch.arange(len(ids)), last])
+        return self.answer_logits(ids, [img for _, img, _ in batch], [[len(x) - 1] for x in ids])
 
     def conversation_ids(self, qas: list[tuple[str, bool]]) -> tuple[list[int], list[int], list[int]]:
         """(ids, answer positions, answer targets) of a multi-turn conversation, the image in the first
@@ -179,9 +189,7 @@ class Diag:
         for k, (q, yes) in enumerate(qas):
             messages.append({"role": "user", "content": (IMAGE + "\n" if k == 0 else "") + q + SHORT})
             text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            for t in self.tok(text[len(before):], add_special_tokens=False).input_ids:
-                ids += [t] * self.n_image if t == self.image_id else [t]
-            ids += self.shared
+            ids += self.tokens(text[len(before):]) + self.shared
             where.append(len(ids) - 1)
             target.append(self.yes if yes else self.no)
             ids += [target[-1], self.tok.eos_token_id]
@@ -191,19 +199,9 @@ class Diag:
 
     def turns_loss(self, batch: list[tuple[int, list[tuple[str, bool]]]]) -> torch.Tensor:
         """Mean first-answer-token loss over every turn of each (scene, questions) conversation."""
-        convs = [self.conversation_ids(qas) for _, qas in batch]
-        length = max(len(c[0]) for c in convs)
-        input_ids = torch.tensor([c[0] + [self.tok.pad_token_id] * (length - len(c[0])) for c in convs])
-        mask = torch.tensor([[1] * len(c[0]) + [0] * (length - len(c[0])) for c in convs])
-        embeds = self.embed(input_ids)
-        rows = []
-        for b, (img, _) in enumerate(batch):
-            at = (input_ids[b] == self.image_id).nonzero().squeeze(-1)
-            rows.append(embeds[b].index_put((at,), self.image_tokens(img).to(embeds.dtype)))
-        hidden = self.model.model.language_model(inputs_embeds=torch.stack(rows), attention_mask=mask).last_hidden_state
-        rows_, cols = zip(*[(b, w) for b, c in enumerate(convs) for w in c[1]])
-        logits = self.model.lm_head(hidden[torch.tensor(rows_), torch.tensor(cols)])
-        return torch.nn.functional.cross_entropy(logits, torch.tensor([t for c in convs for t in c[2]]))
+        ids, where, target = zip(*[self.conversation_ids(qas) for _, qas in batch])
+        logits = self.answer_logits(list(ids), [img for img, _ in batch], list(where))
+        return torch.nn.functional.cross_entropy(logits, torch.tensor([t for ts in target for t in ts]))
 
     def loss(self, batch, gold: list[bool]) -> torch.Tensor:
         target = torch.tensor([self.yes if g else self.no for g in gold])
@@ -272,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     window = []
     checkpoints = {args.steps // 3, 2 * args.steps // 3, args.steps}
     for step in range(1, args.steps + 1):
-        pick = rng.integers(len(train), size=args.batch_size)
-        batch = [train[int(p)] for p in pick]
+        batch = [train[int(j)] for j in rng.integers(len(train), size=args.batch_size)]
         if args.fresh:
             batch = [(i, q, g) for (i, _, _), (q, g) in zip(batch, questions([scenes[i] for i, _, _ in batch], rng, args.question))]
         if args.turns > 1:
