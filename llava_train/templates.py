@@ -18,7 +18,10 @@ The facts, from haotian-liu/LLaVA `llava/conversation.py` (separator style TWO, 
   vicuna_v1` use): system "A chat between a curious user and an artificial intelligence assistant.
   The assistant gives helpful, detailed, and polite answers to the user's questions." then " ";
   each user turn "USER: " + text + " "; each assistant turn "ASSISTANT: " + text + "</s>"; the
-  generation prompt ends in "ASSISTANT:". Learned: the assistant text plus "</s>".
+  generation prompt ends in "ASSISTANT:". Learned: all that follows the generation prompt, i.e. " " +
+  the assistant text + "</s>". LLaVA-1.5 masks by token count and learns Llama's "▁Yes", which carries
+  the separator space; a byte-level BPE that splits " Yes" into a bare "Ġ" and "Yes" must learn the
+  "Ġ" too, or the model never learns to start such an answer.
 - `llava_v1` (`conv_llava_v1`): the same, with "curious human ... the human's questions".
 - `plain` (`conv_llava_plain`, stage 1): "<image>" + caption + "\n"; learned: caption + "\n".
 """
@@ -62,9 +65,9 @@ def _sep_two(system: str):
             if role == "user":
                 text += "USER: " + value + " "
             else:
-                text += "ASSISTANT: "
-                start = len(text)
-                text += value + eos
+                text += "ASSISTANT:"
+                start = len(text)  # the generation prompt ends here: all that follows is generated
+                text += " " + value + eos
                 spans.append((start, len(text)))
         return text, spans
 

@@ -135,10 +135,16 @@ class Diag:
             self.word_ids = [cell_word_ids(s, tok) for s in scenes]
         self.n_image = int(self.features.shape[1]) if mode != "words" else CELLS
 
-    def parameters(self):
-        return [*self.model.model.language_model.parameters(), *self.model.lm_head.parameters(),
-                *self.extra.parameters()] + (
+    def lm_parameters(self):
+        return [*self.model.model.language_model.parameters(), *self.model.lm_head.parameters()]
+
+    def image_parameters(self):
+        """What maps the image content to the image positions: the projector, or the oracle's MLP."""
+        return [*self.extra.parameters()] + (
             [*self.model.model.multi_modal_projector.parameters()] if self.mode == "proj" else [])
+
+    def parameters(self):
+        return self.lm_parameters() + self.image_parameters()
 
     def image_tokens(self, idx: int) -> torch.Tensor:
         if self.mode == "proj":
@@ -230,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout", type=int, default=300)
     parser.add_argument("--steps", type=int, default=900)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--proj-lr", type=float, default=None,
+                        help="learning rate of the projector / oracle MLP (default: --lr); --lr 0 freezes the LM")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lm", default=None,
@@ -240,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="questions per training conversation (fresh ones each use; held-out scoring stays one question)")
     parser.add_argument("--fresh", action="store_true",
                         help="draw a new question for each training use of a scene (default: one fixed question each)")
+    parser.add_argument("--save", default=None,
+                        help="save the trained Llava (vicuna_v1 template) here, e.g. for scripts/yes_no_probe.py")
     args = parser.parse_args(argv)
+    if args.save and args.mode != "proj":
+        raise SystemExit("--save needs --mode proj: other modes put no projector output at the image positions")
     torch.manual_seed(args.seed)
     preset = get_preset(args.world_preset)
     scenes = generate._draw(preset, args.world_seed).llava["scene"][: args.train + args.heldout]
@@ -261,11 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     held = [(args.train + i, q, g) for i, (q, g) in enumerate(questions(scenes[args.train:], args.seed + 1, args.question))]
     rng = np.random.default_rng(args.seed)
     shuffled = [int(x) for x in args.train + rng.permutation(args.heldout)]
-    opt = torch.optim.AdamW(diag.parameters(), lr=args.lr, weight_decay=0.0)
+    proj_lr = args.lr if args.proj_lr is None else args.proj_lr
+    if args.lr == 0:  # a frozen LM: no gradients through its weights (nor in the clipped norm)
+        for p in diag.lm_parameters():
+            p.requires_grad_(False)
+    groups = [{"params": diag.lm_parameters(), "lr": args.lr}, {"params": diag.image_parameters(), "lr": proj_lr}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"] and g["lr"] > 0], weight_decay=0.0)
     warm = max(1, round(0.03 * args.steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(
         math.pi * min(1.0, max(0, s + 1 - warm) / max(1, args.steps - warm))))))
-    print(f"mode {args.mode}, {len(train)} train / {len(held)} held-out questions, {args.steps} steps, lr {args.lr}",
+    print(f"mode {args.mode}, {len(train)} train / {len(held)} held-out questions, {args.steps} steps, lr {args.lr}, projector lr {proj_lr}",
           flush=True)
     window = []
     checkpoints = {args.steps // 3, 2 * args.steps // 3, args.steps}
@@ -293,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
             model.train()
             print(f"step {step}: held-out AUC own {own['AUC']:.3f} (acc@0 {own['acc@0']:.3f}), "
                   f"shuffled {other['AUC']:.3f}", flush=True)
+    if args.save:
+        processor.chat_template = processor.tokenizer.chat_template  # the vicuna_v1 one the questions used
+        model.save_pretrained(args.save)
+        processor.save_pretrained(args.save)
+        print(f"saved -> {args.save}")
     return 0
 
 

@@ -58,9 +58,9 @@ def test_vicuna_v1_training_text_is_llava15(parts):
     text, learned = _render("vicuna_v1", convs, tok)
     assert text == (SYSTEM + " " + "USER: " + "<image>\nWhat is it?" + " " + "ASSISTANT: " + "A red circle." + "</s>"
                     + "USER: " + "Where?" + " " + "ASSISTANT: " + "Top left." + "</s>")
-    assert learned == ["A red circle.</s>", "Top left.</s>"]  # the assistant text plus </s>
+    assert learned == [" A red circle.</s>", " Top left.</s>"]  # all after the generation prompt "ASSISTANT:"
     one, learned = _render("vicuna_v1", convs[:2], tok)
-    assert one == SYSTEM + " USER: <image>\nWhat is it? ASSISTANT: A red circle.</s>" and learned == ["A red circle.</s>"]
+    assert one == SYSTEM + " USER: <image>\nWhat is it? ASSISTANT: A red circle.</s>" and learned == [" A red circle.</s>"]
 
 
 def test_llava_v1_is_the_curious_human_text(parts):
@@ -109,6 +109,29 @@ def test_labels_are_the_assistant_tokens(parts):
     learned = [t for t, lab in zip(s["input_ids"], s["labels"]) if lab != IGNORE_INDEX]
     assert tok.decode(learned).replace(" ", "") == "Aredcircle.</s>Topleft.</s>"  # nothing of USER/ASSISTANT
     assert learned.count(tok.eos_token_id) == 2 and s["input_ids"].count(builder.image_token_id) == 16
+
+
+def test_labels_are_what_generation_must_produce(parts):
+    # The learned tokens are exactly the tokens a model must generate after the stock processor's
+    # generation prompt, including a bare space token: this byte-level BPE splits " Xylo" into "Ġ" + ...
+    # (Llama's sentencepiece gives one "▁Yes"). Learning only the answer's own characters left that
+    # "Ġ" unlearned, and the model could never start such an answer ("Yes"/"No" in the demo world).
+    from transformers import AutoProcessor
+
+    from llava_train.samples import IGNORE_INDEX, SampleBuilder
+
+    processor = AutoProcessor.from_pretrained(parts["vicuna"])
+    tok = processor.tokenizer
+    assert tok.convert_ids_to_tokens(tok(" Xylo", add_special_tokens=False).input_ids)[0] == "Ġ"
+    builder = SampleBuilder(tok, "vicuna_v1", num_image_tokens=1, model_max_length=512)
+    s = builder.build({"id": "x", "image": "a.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "Xylo"}]})
+    learned = [t for t, lab in zip(s["input_ids"], s["labels"]) if lab != IGNORE_INDEX]
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}]}],
+        add_generation_prompt=True)
+    before, full = (tok(t, add_special_tokens=False).input_ids for t in (prompt, prompt + " Xylo</s>"))
+    assert full[: len(before)] == before and learned == full[len(before):]
 
 
 def test_llava15_data_semantics(parts):
