@@ -26,6 +26,9 @@ embeddings only. If none learns fast, the LM is the limit (README "Tenth round":
     python scripts/lookup_diag.py --model runs/demo/llava/clips/stage1 --mode words
     python scripts/lookup_diag.py --model runs/demo/llava/clips/stage1 --mode proj --steps 900 --lr 1e-3
     python scripts/lookup_diag.py --model runs/demo/llava/clips/stage1 --mode words --lm runs/demo/lm-init --lr 1e-4
+    python scripts/lookup_diag.py --model runs/demo/llava/clips/stage1 --mode proj --question object \
+        --lr 1e-4 --proj-lr 1e-3 --save runs/diag && \
+      python scripts/yes_no_probe.py --model runs/diag --world runs/demo/world --tasks pope --limit 300
 """
 from __future__ import annotations
 

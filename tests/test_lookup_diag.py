@@ -88,3 +88,26 @@ def test_multi_turn_loss_equals_the_stock_llava_loss(diag, tiny_llava_dir):
         want = model(input_ids=torch.tensor([ids]), pixel_values=pv, labels=labels).loss
         got = d.turns_loss([(0, qas)])
     assert torch.allclose(got, want, atol=1e-5), (got, want)
+
+
+def test_frozen_lm_trains_only_the_projector_and_saves_a_stock_llava(diag, tiny_llava_dir, tmp_path):
+    # --lr 0 freezes the LM; --proj-lr trains the projector; --save writes a Llava that stock
+    # transformers loads, with the vicuna_v1 template its questions used (for scripts/yes_no_probe.py).
+    from safetensors.torch import load_file
+    from transformers import AutoProcessor
+
+    out = tmp_path / "saved"
+    assert diag.main(["--model", str(tiny_llava_dir), "--mode", "proj", "--world-preset", "tiny", "--train", "8",
+                      "--heldout", "8", "--steps", "3", "--batch-size", "2", "--lr", "0", "--proj-lr", "1e-2",
+                      "--save", str(out)]) == 0
+    before, after = (load_file(str(d / "model.safetensors")) for d in (tiny_llava_dir, out))
+    lm = [k for k in before if "language_model" in k or "lm_head" in k]
+    proj = [k for k in before if "multi_modal_projector" in k]
+    assert lm and proj and set(before) == set(after)
+    assert all(torch.equal(before[k], after[k]) for k in lm)
+    assert any(not torch.equal(before[k], after[k]) for k in proj)
+    prompt = AutoProcessor.from_pretrained(out).apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q?"}]}], add_generation_prompt=True)
+    assert prompt.endswith("USER: <image>\nQ? ASSISTANT:")
+    with pytest.raises(SystemExit):
+        diag.main(["--model", str(tiny_llava_dir), "--mode", "words", "--save", str(tmp_path / "x")])
