@@ -105,7 +105,7 @@ class Diag:
         self.model, self.mode = model, mode
         tok = processor.tokenizer
         # a stage-1 dir carries the `plain` template; the questions are asked as stage 2 asks them
-        tok.chat_template = get_template("vicuna_v1").jinja(tok)
+        tok.chat_template = processor.chat_template = get_template("vicuna_v1").jinja(tok)  # --save keeps it
         self.tok = tok
         self.image_id = processor.image_token_id
         # the answer is scored at its first token where " Yes" and " No" differ (the shared prefix,
@@ -314,7 +314,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {step}: held-out AUC own {own['AUC']:.3f} (acc@0 {own['acc@0']:.3f}), "
                   f"shuffled {other['AUC']:.3f}", flush=True)
     if args.save:
-        processor.chat_template = processor.tokenizer.chat_template  # the vicuna_v1 one the questions used
         model.save_pretrained(args.save)
         processor.save_pretrained(args.save)
         print(f"saved -> {args.save}")
