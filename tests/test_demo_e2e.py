@@ -27,6 +27,10 @@ RUNS = ("clip-web", "clips", "random-tower")
 def test_every_artefact_exists(demo_run):
     out = demo_run
     assert (out / "world" / "MANIFEST.json").is_file()
+    # the LM's curriculum: the world's look-up lines alone, then with its corpus, from that checkpoint
+    assert (out / "lm-lookup" / "model.safetensors").is_file() and (out / "lm" / "model.safetensors").is_file()
+    lm_log = next((out / "logs").glob("*-lm-pretrain.log")).read_text().splitlines()[0]
+    assert f"--model {out / 'lm-lookup'}" in lm_log and "lookup.txt" in lm_log and "corpus.txt" in lm_log
     for name in RUNS:
         assert (out / "towers" / name / "export" / "open_clip_config.json").is_file()
         metrics = json.loads((out / "towers" / name / "retrieval.json").read_text())

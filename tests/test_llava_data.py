@@ -43,6 +43,23 @@ def test_lm_pretrain_learns(parts, tmp_path):
     assert r["last_loss"] < r["first_loss"] - 0.5
 
 
+def test_lm_pretrain_reads_several_files_in_order(parts, tmp_path):
+    from transformers import AutoTokenizer
+
+    from llava_train.lm.build import _blocks
+
+    tok = AutoTokenizer.from_pretrained(parts["lm"])
+    a, b, both = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "both.txt"
+    a.write_text("The shapes are red star. Is there a red star in the image? Yes.\n" * 5, encoding="utf-8")
+    b.write_text("A small blue circle on a gray background.\n" * 7, encoding="utf-8")
+    both.write_text(a.read_text() + b.read_text(), encoding="utf-8")
+    two, one = _blocks([a, b], tok, 64), _blocks(both, tok, 64)
+    assert all(torch.equal(two[k], one[k]) for k in one)
+    assert not torch.equal(_blocks([b, a], tok, 64)["input_ids"], one["input_ids"])  # the order is kept
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        _blocks([a, tmp_path / "missing.txt"], tok, 64)
+
+
 def test_lm_pretrain_blocks_hold_whole_sentences_that_attend_only_to_themselves(parts, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -126,7 +143,10 @@ def test_labels_cover_only_assistant_turns(parts, template):
         learned = tok.decode([t for t, lab in zip(s["input_ids"], s["labels"]) if lab != IGNORE_INDEX])
         answers = [t["value"] for t in raw[s["id"]]["conversations"] if t["from"] == "gpt"]
         assert all(a in learned for a in answers)
-        assert sum(len(tok(a, add_special_tokens=False).input_ids) for a in answers) <= len(learned.split(" ")) * 4
+        rest = learned
+        for a in answers:
+            rest = rest.replace(a, "", 1)
+        assert not rest.replace("</s>", "").strip(), rest  # nothing else: the answers, `</s>` and separators
         questions = [t["value"].replace("<image>", "").strip() for t in raw[s["id"]]["conversations"] if t["from"] == "human"]
         assert not any(q and q in learned for q in questions)
         assert s["input_ids"].count(tok.convert_tokens_to_ids("<image>")) == (16 if s["image"] else 0)
@@ -170,12 +190,12 @@ def test_bad_samples_replaced_at_load_time_and_counted(parts, tmp_path):
         {**with_image[2], "id": "bad-two-images", "conversations": [
             {"from": "human", "value": "<image>\n<image>\nCompare."}, {"from": "gpt", "value": "Same."}]},
         {**with_image[3], "id": "bad-overlong", "conversations": [
-            {"from": "human", "value": "<image>\nTalk."}, {"from": "gpt", "value": "word " * 400}]},
+            {"from": "human", "value": "<image>\nTalk."}, {"from": "gpt", "value": "word " * 1000}]},
     ]
     data = write_json(tmp_path / "data.json", good + bad)
     processor = AutoProcessor.from_pretrained(parts["llava"]["vicuna_v1"])
     n = image_seq_length(parts["llava"]["vicuna_v1"])
-    ds = LlavaDataset(data, images, processor, "vicuna_v1", 300, max_bad_sample_fraction=0.5, index_dir=tmp_path / "ix",
+    ds = LlavaDataset(data, images, processor, "vicuna_v1", 512, max_bad_sample_fraction=0.5, index_dir=tmp_path / "ix",
                       image_seq_length=n)
     # structural problems are known at start-up (no tokenizer, no image decoding) ...
     assert ds.startup_skips.counts == {"image_token_count": 1} and len(ds) == len(good) + 3
@@ -202,7 +222,7 @@ def test_bad_samples_replaced_at_load_time_and_counted(parts, tmp_path):
     with pytest.raises(TooManyBadSamples, match="corrupt_image=.*missing_image=.*too_long="):
         strict.update(batch_bad_samples(items))
     with pytest.raises(TooManyBadSamples, match="image_token_count"):  # start-up fraction
-        LlavaDataset(data, images, processor, "vicuna_v1", 300, max_bad_sample_fraction=0.01, index_dir=tmp_path / "ix",
+        LlavaDataset(data, images, processor, "vicuna_v1", 512, max_bad_sample_fraction=0.001, index_dir=tmp_path / "ix",
                      image_seq_length=n)
 
 

@@ -86,7 +86,8 @@ def test_llava_stage_json(tiny_world: Path):
         _check_conversations(record, images)
     assert len({r["id"] for r in stage1 + stage2}) == len(stage1) + len(stage2)
     kinds = Counter(r["id"].split("-")[1] for r in stage2)
-    assert set(kinds) == {"short_qa", "caption", "detail", "yes_no", "chat", "text", "chart", "text_only"}
+    assert set(kinds) == {"existence", "short_qa", "caption", "detail", "yes_no", "chat", "text", "chart",
+                          "text_only"}
     for r in stage2:  # LLaVA-1.5's one-sentence caption instruction (its TextCaps prompt), one accurate sentence
         if r["id"].split("-")[1] == "caption":
             (q, a) = (t["value"] for t in r["conversations"])
@@ -161,6 +162,61 @@ def test_eval_images_are_held_out_by_content_hash(tiny_world: Path):
     assert len(train) > 100 and len(held_out) > 40
     assert not train & set(held_out)
     assert len(set(held_out)) == len(held_out)
+
+
+def test_existence_conversations_ask_pope_questions_answered_from_the_scene(tiny_world: Path):
+    from clips_tower.world.generate import _draw
+    from clips_tower.world.presets import get_preset
+
+    scenes = _draw(get_preset("tiny"), 0).llava["scene"]  # the scenes behind llava/images/scene_*.png
+    stage2 = json.loads((tiny_world / "llava" / "stage2.json").read_text())
+    records = [r for r in stage2 if r["id"].split("-")[1] == "existence"]
+    assert len(records) >= len(stage2) // 3  # most of the mix (STAGE2_MIX)
+    from clips_tower.world.questions import PRIOR_POPULARITY
+
+    answers, adversarial, popular = Counter(), 0, 0
+    for r in records:
+        scene = scenes[int(r["image"][len("scene_"):-len(".png")])]
+        qs = [t["value"].removeprefix("<image>\n") for t in r["conversations"][0::2]]
+        assert len(qs) == len(set(qs)) and 2 <= len(qs) <= 8  # distinct questions, up to 8 per image
+        said = [t["value"] for t in r["conversations"][1::2]]
+        assert said.count("Yes") == said.count("No") == min(4, len(scene.names))  # POPE's balance
+        for q, a in zip(qs, (t["value"] for t in r["conversations"][1::2])):
+            head, tail = "Is there a ", " in the image?\nAnswer the question using a single word or phrase."
+            assert q.startswith(head) and q.endswith(tail), q
+            name = q[len(head):-len(tail)]
+            assert a == ("Yes" if name in scene.names else "No"), (q, a, scene.names)
+            answers[a] += 1
+            adversarial += a == "No" and name.split(" ", 1)[1] in {o.shape for o in scene.objects}
+            popular += a == "No" and name in [n for n in PRIOR_POPULARITY if n not in scene.names][:3]
+    # POPE's three kinds of negatives: random, adversarial (a present shape) and popular (frequent objects)
+    assert answers["Yes"] == answers["No"] and adversarial > answers["No"] / 4 and popular > answers["No"] / 4
+
+
+def test_yes_no_answers_have_one_form(tiny_world: Path):
+    stage2 = json.loads((tiny_world / "llava" / "stage2.json").read_text())
+    answers = Counter(t["value"] for r in stage2 for t in r["conversations"][1::2])
+    assert answers["Yes"] > 0 and answers["No"] > 0
+    assert not {a for a in answers if a.lower().strip(".") in ("yes", "no")} - {"Yes", "No"}
+
+
+def test_lookup_lines_list_a_scene_and_answer_from_that_list(tiny_world: Path):
+    lines = (tiny_world / "lookup.txt").read_text(encoding="utf-8").splitlines()
+    manifest = json.loads((tiny_world / "MANIFEST.json").read_text())
+    assert len(lines) == 4 * manifest["counts"]["pretrain"] == manifest["counts"]["lookup_lines"]
+    answers = Counter()
+    for line in lines:
+        listing, rest = line.removeprefix("The shapes are ").split(". ", 1)
+        names = set(listing.split(", "))
+        assert all(n.split(" ")[0] in COLORS and n.split(" ")[1] in SHAPES for n in names)
+        questions = rest.split(" in the image? ")
+        assert len(questions) == 5  # 4 questions
+        for q, a in zip(questions, questions[1:]):
+            name = q.rsplit("Is there a ", 1)[1]
+            answer = a.split(".", 1)[0]
+            assert answer == ("Yes" if name in names else "No"), line
+            answers[answer] += 1
+    assert 0.4 < answers["Yes"] / sum(answers.values()) < 0.6
 
 
 def test_corpus_is_the_training_language(tiny_world: Path):

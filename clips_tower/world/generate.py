@@ -3,7 +3,7 @@
     from clips_tower.world import generate_world
     manifest = generate_world("runs/world", preset="demo", seed=0)
 
-Layout (a contract other parts of the project read): MANIFEST.json, corpus.txt,
+Layout (a contract other parts of the project read): MANIFEST.json, corpus.txt, lookup.txt,
 pretrain/shard-*.tar (webdataset), llava/{images,stage1.json,stage2.json},
 eval/{images,pope,gqa,mme,caption,textvqa,chartqa}.jsonl, eval/retrieval/dataset.json.
 Everything is written to a staging directory beside `out` and renamed into place at the end,
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from clips_tower.io import sha256_file, unknown_message
-from clips_tower.world import conversations, evalsets
+from clips_tower.world import conversations, evalsets, questions
 from clips_tower.world.captions import synthetic_caption, web_caption
 from clips_tower.world.kinds import CONVERSATIONS, ITEM_KINDS
 from clips_tower.world.presets import WorldPreset, get_preset
@@ -41,11 +41,12 @@ from clips_tower.world.writers import (WorldError, check_out_dir, commit_dir, co
                                        remove_empty, staging_dir, write_bytes, write_json, write_jsonl,
                                        write_shards)
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: lookup.txt, the existence conversations, yes/no answers "Yes"/"No"
 log = logging.getLogger(__name__)
 
 # stream -> id mixed into every seed. Training and eval ids never overlap.
-STREAMS = {"pretrain": 1, "llava": 2, "text": 3, "chart": 4, "stage1": 5, "stage2": 6, "stage2-mix": 7}
+STREAMS = {"pretrain": 1, "llava": 2, "text": 3, "chart": 4, "stage1": 5, "stage2": 6, "stage2-mix": 7, "lookup": 8}
+LOOKUP_LINES_PER_SCENE = 4  # lookup.txt: 4 lines per pretraining scene (20000 on the demo world)
 STREAMS.update({f"eval-{t}": 100 + i for i, t in enumerate(evalsets.EVAL_TASKS)})
 STREAMS.update({f"eval-{t}-questions": 200 + i for i, t in enumerate(evalsets.EVAL_TASKS)})
 
@@ -139,7 +140,7 @@ def _generate(staged: Path, out: Path, p: WorldPreset, seed: int, workers: int |
     _hold_out(drawn, rendered, p, seed)
     stage1, stage2 = _llava_records(drawn, p, seed)
     eval_records = _eval_records(drawn, seed)
-    counts = _write(staged, drawn, rendered, p, stage1, stage2, eval_records)
+    counts = _write(staged, drawn, rendered, p, stage1, stage2, eval_records, _lookup(drawn.pretrain, seed))
     manifest = _manifest(staged, p, seed, counts, rendered)
     write_json(staged / "MANIFEST.json", manifest)
     commit_dir(staged, out)
@@ -229,7 +230,7 @@ def _eval_records(drawn: Drawn, seed: int) -> dict:
 
 
 def _write(staged: Path, drawn: Drawn, rendered: Rendered, p: WorldPreset, stage1: list[dict],
-           stage2: list[dict], eval_records: dict) -> dict:
+           stage2: list[dict], eval_records: dict, lookup: list[str]) -> dict:
     """Phase 6: every file of the layout into the staging dir; returns the MANIFEST counts."""
     samples = []
     for i, ((scene, web, syn), (png, _)) in enumerate(zip(drawn.pretrain, rendered.train)):
@@ -258,6 +259,8 @@ def _write(staged: Path, drawn: Drawn, rendered: Rendered, p: WorldPreset, stage
               "eval_images": len(rendered.eval)}
     counts.update({t: len(r["images"]) if t == "retrieval" else len(r) for t, r in eval_records.items()})
     counts["corpus_lines"] = len(corpus)
+    (staged / "lookup.txt").write_text("".join(line + "\n" for line in lookup), encoding="utf-8")
+    counts["lookup_lines"] = len(lookup)
     return counts
 
 
@@ -269,6 +272,13 @@ def _manifest(staged: Path, p: WorldPreset, seed: int, counts: dict, rendered: R
             "preset_config": {k: getattr(p, k) for k in p.__dataclass_fields__},
             "heldout": {"training_images": len({h for _, h in rendered.train}), "eval_images": len(rendered.eval),
                         "resampled_collisions": rendered.resampled}}
+
+
+def _lookup(pretrain, seed: int) -> list[str]:
+    """The LM's look-up text (`questions.lookup_line`) over the pretraining scenes, a curriculum step
+    read before `corpus.txt` (`clips-llava lm pretrain --data WORLD/lookup.txt`)."""
+    return [questions.lookup_line(scene, rng_for(seed, "lookup", i * LOOKUP_LINES_PER_SCENE + j))
+            for i, (scene, _, _) in enumerate(pretrain) for j in range(LOOKUP_LINES_PER_SCENE)]
 
 
 def _corpus(pretrain, stage1, stage2) -> list[str]:

@@ -44,8 +44,8 @@ ITEM_KINDS: dict[str, ItemKind] = {  # order = order of the LLaVA images (and of
     "scene": ItemKind(
         sample=lambda rng, p: sample_scene(rng, p.min_objects, p.max_objects), render=render_scene,
         stream="llava", prefix="scene", count="llava_images",
-        converse={"short_qa": conv.short_qa_turns, "caption": conv.caption_turns, "detail": conv.detail_turns,
-                  "yes_no": conv.yes_no_turns, "chat": conv.chat_turns},
+        converse={"existence": conv.existence_turns, "short_qa": conv.short_qa_turns, "caption": conv.caption_turns,
+                  "detail": conv.detail_turns, "yes_no": conv.yes_no_turns, "chat": conv.chat_turns},
         imagined={"text_only": conv.text_only_turns}),
     "sign": ItemKind(sample=lambda rng, p: sample_sign(rng), render=render_sign,
                      stream="text", prefix="text", count="text_images", converse={"text": conv.sign_turns}),

@@ -56,16 +56,17 @@ PRESETS: dict[str, WorldPreset] = {
     # Tests: a few seconds on one core; every split present, 3 pretraining shards.
     "tiny": WorldPreset(
         name="tiny", image_size=32, min_objects=1, max_objects=6,
-        pretrain=96, shard_size=32, llava_images=32, text_images=6, chart_images=6, stage2=48,
+        pretrain=96, shard_size=32, llava_images=32, text_images=6, chart_images=6, stage2=200,
         pope_images=2, gqa_images=6, mme_images=6, caption_images=12, textvqa_images=12,
         chartqa_images=6, retrieval_images=12,
     ),
     # The end-to-end demo on 2 cores; generated in well under a minute. Eval splits sized for power:
-    # POPE 150 images x 6 = 900 questions, GQA and MME 150 x 2 = 300 each, 300 captions.
+    # POPE 150 images x 6 = 900 questions, GQA and MME 150 x 2 = 300 each, 300 captions. Sign and chart
+    # images: as many as stage 2 has conversations about them (3% of 3800 each, conversations.STAGE2_MIX).
     "demo": WorldPreset(
         name="demo", image_size=48, min_objects=1, max_objects=6,
-        pretrain=5000, shard_size=1000, llava_images=1500, text_images=300, chart_images=300,
-        stage2=2500, pope_images=150, gqa_images=150, mme_images=150, caption_images=300,
+        pretrain=5000, shard_size=1000, llava_images=1500, text_images=110, chart_images=110,
+        stage2=3800, pope_images=150, gqa_images=150, mme_images=150, caption_images=300,
         textvqa_images=150, chartqa_images=75, retrieval_images=200,
     ),
 }

@@ -5,6 +5,11 @@ pairs (MME style) and object-existence probes with POPE's three kinds of negativ
 answer is computed from the scene itself, so it is right by construction.
 
     q, a, kind = short_question(scene, rng)          # e.g. ("What color is the star?", "red", "color")
+    q, a = existence_question(scene, rng)            # e.g. ("Is there a red star in the image?", "No")
+
+Yes/no answers have one form everywhere, "Yes"/"No" (lmms-eval's POPE, MME and GQA scorers ignore
+case). Two forms of one answer split its probability between them: the demo's byte-level BPE
+tokenises " yes" as one token and " Yes" as "Ġ" + "Yes", so the two never share a first token.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import numpy as np
 
 from clips_tower.io import unknown_message
 from clips_tower.world.captions import NUMBER_WORDS, POSITION_PHRASES, pick, plural
-from clips_tower.world.scene import COLORS, POSITIONS, SHAPES, Scene
+from clips_tower.world.scene import COLOR_WEIGHTS, COLORS, POSITIONS, SHAPES, Scene
 
 ALL_NAMES = tuple(f"{c} {s}" for c in COLORS for s in SHAPES)
 ALL_POSITIONS = tuple(p for row in POSITIONS for p in row)
@@ -21,6 +26,10 @@ MME_KINDS = ("existence", "count", "position", "color")
 # MME's own yes/no suffix. lmms-eval's MME task swaps it for LLaVA-1.5's short-answer prompt
 # (`conversations.SHORT`), so training needs yes/no questions in both forms.
 MME_SUFFIX = " Please answer yes or no."
+# Object names by the frequency the scene sampler draws them with (colour weight x shape weight): the
+# ranking POPE's "popular" negatives follow, known before any data is drawn. The eval split ranks the
+# training scenes' own counts instead, which this approximates.
+PRIOR_POPULARITY = tuple(sorted(ALL_NAMES, key=lambda n: (-COLOR_WEIGHTS[n.split(" ")[0]] * SHAPES[n.split(" ")[1]], n)))
 
 
 def absent_names(scene: Scene) -> list[str]:
@@ -35,7 +44,8 @@ def unique_by(scene: Scene, attr: str) -> list:
 
 
 def short_question(scene: Scene, rng: np.random.Generator, kind: str | None = None):
-    """(question, lowercase short answer, kind); `kind` None picks an applicable kind at random."""
+    """(question, short answer, kind); `kind` None picks an applicable kind at random. Answers are
+    lowercase words or digits, except yes/no ("Yes"/"No")."""
     kinds = [kind] if kind else [SHORT_KINDS[int(i)] for i in rng.permutation(len(SHORT_KINDS))]
     for k in kinds:
         qa = _short(scene, rng, k)
@@ -77,8 +87,8 @@ def _short(scene: Scene, rng: np.random.Generator, kind: str):
         return f"What is {POSITION_PHRASES[where]}?", found[0].name if found else "nothing"
     if kind == "existence":
         if rng.random() < 0.5:
-            return f"Is there a {pick(rng, sorted(scene.names))} in the image?", "yes"
-        return f"Is there a {pick(rng, absent_names(scene))} in the image?", "no"
+            return f"Is there a {pick(rng, sorted(scene.names))} in the image?", "Yes"
+        return f"Is there a {pick(rng, absent_names(scene))} in the image?", "No"
     raise ValueError(unknown_message("question kind", kind, SHORT_KINDS))
 
 
@@ -135,3 +145,34 @@ def pope_negative(scene: Scene, rng: np.random.Generator, category: str, popular
         shapes = {o.shape for o in scene.objects}
         return pick(rng, [n for n in absent if n.split(" ", 1)[1] in shapes])
     raise ValueError(unknown_message("POPE category", category, ("random", "popular", "adversarial")))
+
+
+def existence_question(scene: Scene, rng: np.random.Generator, present: bool | None = None) -> tuple[str, str]:
+    """POPE's question about one object, ("Is there a <colour> <shape> in the image?", "Yes"/"No").
+
+    `present` None: present and absent with equal chance. An absent object is drawn as POPE draws its
+    negatives, one of its three kinds with equal chance: random, popular (among the three most frequent
+    absent objects, by `PRIOR_POPULARITY`) or adversarial (a present shape in another colour; random
+    where every colour of the present shapes is present).
+    """
+    if present is None:
+        present = bool(rng.random() < 0.5)
+    if present:
+        return f"Is there a {pick(rng, sorted(scene.names))} in the image?", "Yes"
+    category = ("random", "popular", "adversarial")[int(rng.integers(3))]
+    if category == "adversarial" and len({o.shape for o in scene.objects}) * len(COLORS) == len(scene.names):
+        category = "random"
+    return f"Is there a {pope_negative(scene, rng, category, list(PRIOR_POPULARITY))} in the image?", "No"
+
+
+def lookup_line(scene: Scene, rng: np.random.Generator, questions: int = 4) -> str:
+    """One line of the LM's look-up text: the scene's objects as a list, then POPE-style questions with
+    their answers, "The shapes are red star, blue circle. Is there a blue star in the image? No. ...".
+
+    An LM must learn to look a name up in its context from text before it can look it up in image
+    tokens: measured on the demo world, the demo-sized LM learns it from these lines alone, and not
+    when they are mixed into the world corpus from the start (README, tenth round).
+    """
+    qas = [existence_question(scene, rng) for _ in range(questions)]
+    return "The shapes are " + ", ".join(o.name for o in scene.objects) + ". " + " ".join(
+        f"{q} {a}." for q, a in qas)

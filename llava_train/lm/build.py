@@ -3,6 +3,7 @@
     from llava_train.lm.build import init_lm, pretrain_lm
     init_lm("runs/world", "runs/lm-init", preset="tiny")        # BPE tokenizer + random Llama
     pretrain_lm("runs/lm-init", "runs/world", "runs/lm", steps=200)  # HF Trainer, causal LM loss
+    pretrain_lm("runs/lm-lookup", ["runs/world/corpus.txt", "runs/world/lookup.txt"], "runs/lm")  # several files
 
 Both write ordinary HF directories (`AutoModelForCausalLM` / `AutoTokenizer` load them). The
 tokenizer is a byte-level BPE trained with `tokenizers` on the world's `corpus.txt`; like Llama it
@@ -100,7 +101,16 @@ def init_lm(corpus: str | Path, out: str | Path, preset: str = "tiny", seed: int
     return out
 
 
-def _blocks(corpus: str | Path, tokenizer, block_size: int) -> dict[str, torch.Tensor]:
+def corpus_files(corpus) -> list[Path]:
+    """`corpus_file` of one path, or of each of a list of them (read in that order)."""
+    return [corpus_file(c) for c in ([corpus] if isinstance(corpus, (str, Path)) else corpus)]
+
+
+def _lines(corpus) -> list[str]:
+    return [line for path in corpus_files(corpus) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _blocks(corpus, tokenizer, block_size: int) -> dict[str, torch.Tensor]:
     """The corpus's sentences packed whole into (N, block_size) blocks, one attention segment each.
 
     Each sentence is `<s> text </s>`; sentences fill a block in corpus order until the next one does
@@ -126,7 +136,7 @@ def _blocks(corpus: str | Path, tokenizer, block_size: int) -> dict[str, torch.T
         pos_rows.append(pos + list(range(pad)))
         lab_rows.append(lab + [IGNORE_INDEX] * pad)
 
-    for line in corpus_file(corpus).read_text(encoding="utf-8").splitlines():
+    for line in _lines(corpus):
         if not line.strip():
             continue
         sentence = [tokenizer.bos_token_id, *tokenizer(line.strip(), add_special_tokens=False).input_ids,
@@ -157,18 +167,20 @@ class _BlockDataset(torch.utils.data.Dataset):
         return {k: v[i] for k, v in self.blocks.items()}
 
 
-def pretrain_lm(model_dir: str | Path, corpus: str | Path, out: str | Path, steps: int = 200,
+def pretrain_lm(model_dir: str | Path, corpus, out: str | Path, steps: int = 200,
                 lr: float = 3e-3, batch_size: int = 16, block_size: int = 128, seed: int = 0) -> dict:
     """Short causal-LM pretraining with HF Trainer; saves model + tokenizer to `out`.
 
-    Returns {"first_loss", "last_loss", "steps"} so callers can check that the LM learned.
+    `corpus` is a world dir (its `corpus.txt`), a text file, or a list of them, read in order (the
+    Trainer shuffles the blocks). Returns {"first_loss", "last_loss", "steps"} so callers can check
+    that the LM learned.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
     from clips_tower.inputs import check_model_dir
 
     check_model_dir(model_dir, tokenizer=True, what="language model")  # damaged files: one line naming them
-    corpus_file(corpus)  # and the corpus, before anything is loaded
+    corpus_files(corpus)  # and the corpus, before anything is loaded
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     model.config.use_cache = False  # with a cache, transformers' mask builder ignores the packed position_ids

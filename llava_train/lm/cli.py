@@ -2,6 +2,8 @@
 
     clips-llava lm init --preset tiny --data runs/world --out runs/lm-init
     clips-llava lm pretrain --model runs/lm-init --data runs/world --out runs/lm --steps 200
+    clips-llava lm pretrain --model runs/lm-init --data runs/world/lookup.txt --out runs/lm-lookup --steps 600 --lr 1e-3
+    clips-llava lm pretrain --model runs/lm-lookup --data runs/world/corpus.txt runs/world/lookup.txt --out runs/lm
 """
 from __future__ import annotations
 
@@ -37,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: clips-llava lm pretrain --model runs/lm-init --data runs/world --out runs/lm --steps 200",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     pre.add_argument("--model", required=True, help="HF causal-LM dir (from `lm init`)")
-    pre.add_argument("--data", required=True, help="world dir (uses corpus.txt) or a text file")
+    pre.add_argument("--data", required=True, nargs="+",
+                     help="world dir (uses corpus.txt) or text file(s), read together, e.g. "
+                          "WORLD/corpus.txt WORLD/lookup.txt")
     pre.add_argument("--out", required=True)
     pre.add_argument("--steps", type=int, default=200)
     pre.add_argument("--lr", type=float, default=3e-3)
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "init":
             init_lm(args.data, args.out, preset=args.preset, seed=args.seed)
         else:
-            r = pretrain_lm(args.model, args.data, args.out, steps=args.steps, lr=args.lr,
+            data = args.data[0] if len(args.data) == 1 else args.data
+            r = pretrain_lm(args.model, data, args.out, steps=args.steps, lr=args.lr,
                             batch_size=args.batch_size, block_size=args.block_size, seed=args.seed)
             print(f"lm pretrain: loss {r['first_loss']:.3f} -> {r['last_loss']:.3f} in {r['steps']} steps")
     except (FileNotFoundError, ValueError) as e:
