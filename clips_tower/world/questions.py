@@ -29,7 +29,7 @@ MME_SUFFIX = " Please answer yes or no."
 # Object names by the frequency the scene sampler draws them with (colour weight x shape weight): the
 # ranking POPE's "popular" negatives follow, known before any data is drawn. The eval split ranks the
 # training scenes' own counts instead, which this approximates.
-PRIOR_POPULARITY = tuple(sorted(ALL_NAMES, key=lambda n: (-COLOR_WEIGHTS[n.split(" ")[0]] * SHAPES[n.split(" ")[1]], n)))
+PRIOR_POPULARITY = tuple(sorted(ALL_NAMES, key=lambda n: (-COLOR_WEIGHTS[n.split()[0]] * SHAPES[n.split()[1]], n)))
 
 
 def absent_names(scene: Scene) -> list[str]:

@@ -12,10 +12,10 @@ line each):
   captions only: the OpenAI-CLIP stand-in) and `clips` (the full CLIPS method), export a third,
   `random-tower` (the clips architecture, 0 steps: the control for tower pretraining), and measure
   their retrieval R@1;  3. export them as HF-native towers with the parity check;  4. create the
-  small language model and pretrain it, on the world's look-up lines first, then on its corpus;  5. per tower (and LLaVA seed), stage 1 and stage 2 through
-  the real stage scripts (DeepSpeed on CPU);  6. evaluate every LLaVA on every held-out item of the
-  `local` lmms-eval suite, and the first seed's again blind (`<run>-blind`: every image replaced
-  by one fixed image);  7. write the gains report with its vision-gap table, the training curves
+  small language model and pretrain it, on the world's look-up lines, then on its corpus;  5. per
+  tower (and LLaVA seed), stage 1 and stage 2 through the real stage scripts (DeepSpeed on CPU);
+  6. evaluate every LLaVA on every held-out item of the `local` lmms-eval suite, and the first
+  seed's again blind (`<run>-blind`: every image replaced by one fixed image);  7. write the gains report with its vision-gap table, the training curves
   and the summary, and print the chat command. Completed steps are recorded in
   OUT/demo_manifest.json with output hashes and skipped on a re-run (see `steps.py`).
 """
