@@ -16,8 +16,9 @@ line each):
   tower (and LLaVA seed), stage 1 and stage 2 through the real stage scripts (DeepSpeed on CPU);
   6. evaluate every LLaVA on every held-out item of the `local` lmms-eval suite, and the first
   seed's again blind (`<run>-blind`: every image replaced by one fixed image);  7. write the gains
-  report with its vision-gap table, the training curves and the summary, and print the chat command. Completed steps are recorded in
-  OUT/demo_manifest.json with output hashes and skipped on a re-run (see `steps.py`).
+  report with its vision-gap table, the training curves and the summary, and print the chat command.
+  Completed steps are recorded in OUT/demo_manifest.json with output hashes and skipped on a re-run
+  (see `steps.py`).
 """
 from __future__ import annotations
 
