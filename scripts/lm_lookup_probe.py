@@ -50,7 +50,7 @@ def lookup_items(n: int, seed: int, style: str) -> list[tuple[str, bool]]:
     for _ in range(n):
         scene = sample_scene(rng, 1, 6)
         question, answer, _ = short_question(scene, rng, "existence")
-        items.append((STYLES[style](scene, rng) + " " + question, answer == "yes"))
+        items.append((STYLES[style](scene, rng) + " " + question, answer == "Yes"))
     return items
 
 
