@@ -13,6 +13,8 @@ tokenises " yes" as one token and " Yes" as "Ġ" + "Yes", so the two never share
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from clips_tower.io import unknown_message
@@ -129,7 +131,7 @@ def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str, suffix: str =
     raise ValueError(unknown_message("yes/no kind", kind, MME_KINDS))
 
 
-def pope_negative(scene: Scene, rng: np.random.Generator, category: str, popularity: list[str]) -> str:
+def pope_negative(scene: Scene, rng: np.random.Generator, category: str, popularity: Sequence[str]) -> str:
     """An object name absent from the scene, chosen the POPE way.
 
     random: any absent object; popular: one of the three most frequent absent objects of the
@@ -163,7 +165,7 @@ def existence_question(scene: Scene, rng: np.random.Generator, present: bool | N
     category = ("random", "popular", "adversarial")[int(rng.integers(3))]
     if category == "adversarial" and len({o.shape for o in scene.objects}) * len(COLORS) == len(scene.names):
         category = "random"
-    return f"Is there a {pope_negative(scene, rng, category, list(PRIOR_POPULARITY))} in the image?", "No"
+    return f"Is there a {pope_negative(scene, rng, category, PRIOR_POPULARITY)} in the image?", "No"
 
 
 def lookup_line(scene: Scene, rng: np.random.Generator, questions: int = 4) -> str:
