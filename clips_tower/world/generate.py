@@ -41,12 +41,12 @@ from clips_tower.world.writers import (WorldError, check_out_dir, commit_dir, co
                                        remove_empty, staging_dir, write_bytes, write_json, write_jsonl,
                                        write_shards)
 
-GENERATOR_VERSION = "2"  # 2: lookup.txt, the existence conversations, yes/no answers "Yes"/"No"
+GENERATOR_VERSION = "3"  # 3: name-matched training negatives, fresh look-up scenes; 2: lookup.txt, existence, "Yes"/"No"
 log = logging.getLogger(__name__)
 
 # stream -> id mixed into every seed. Training and eval ids never overlap.
 STREAMS = {"pretrain": 1, "llava": 2, "text": 3, "chart": 4, "stage1": 5, "stage2": 6, "stage2-mix": 7, "lookup": 8}
-LOOKUP_LINES_PER_SCENE = 4  # lookup.txt: 4 lines per pretraining scene (20000 on the demo world)
+LOOKUP_LINES_PER_PRETRAIN = 4  # lookup.txt: 4 lines per pretraining image (20000 on the demo world), each its own scene
 STREAMS.update({f"eval-{t}": 100 + i for i, t in enumerate(evalsets.EVAL_TASKS)})
 STREAMS.update({f"eval-{t}-questions": 200 + i for i, t in enumerate(evalsets.EVAL_TASKS)})
 
@@ -140,7 +140,7 @@ def _generate(staged: Path, out: Path, p: WorldPreset, seed: int, workers: int |
     _hold_out(drawn, rendered, p, seed)
     stage1, stage2 = _llava_records(drawn, p, seed)
     eval_records = _eval_records(drawn, seed)
-    counts = _write(staged, drawn, rendered, p, stage1, stage2, eval_records, _lookup(drawn.pretrain, seed))
+    counts = _write(staged, drawn, rendered, p, stage1, stage2, eval_records, _lookup(p, seed))
     manifest = _manifest(staged, p, seed, counts, rendered)
     write_json(staged / "MANIFEST.json", manifest)
     commit_dir(staged, out)
@@ -274,11 +274,15 @@ def _manifest(staged: Path, p: WorldPreset, seed: int, counts: dict, rendered: R
                         "resampled_collisions": rendered.resampled}}
 
 
-def _lookup(pretrain, seed: int) -> list[str]:
-    """The LM's look-up text (`questions.lookup_line`) over the pretraining scenes, a curriculum step
-    read before `corpus.txt` (`clips-llava lm pretrain --data WORLD/lookup.txt`)."""
-    return [questions.lookup_line(scene, rng_for(seed, "lookup", i * LOOKUP_LINES_PER_SCENE + j))
-            for i, (scene, _, _) in enumerate(pretrain) for j in range(LOOKUP_LINES_PER_SCENE)]
+def _lookup(p: WorldPreset, seed: int) -> list[str]:
+    """The LM's look-up text (`questions.lookup_line`), a curriculum step read before `corpus.txt`
+    (`clips-llava lm pretrain --data WORLD/lookup.txt`). Each line lists a freshly drawn scene, so the
+    LM reads as many different lists as it has lines (never an image's scene: these are text only)."""
+    out = []
+    for i in range(LOOKUP_LINES_PER_PRETRAIN * p.pretrain):
+        rng = rng_for(seed, "lookup", i)
+        out.append(questions.lookup_line(sample_scene(rng, p.min_objects, p.max_objects), rng))
+    return out
 
 
 def _corpus(pretrain, stage1, stage2) -> list[str]:

@@ -10,6 +10,11 @@ answer is computed from the scene itself, so it is right by construction.
 Yes/no answers have one form everywhere, "Yes"/"No" (lmms-eval's POPE, MME and GQA scorers ignore
 case). Two forms of one answer split its probability between them: the demo's byte-level BPE
 tokenises " yes" as one token and " Yes" as "Ġ" + "Yes", so the two never share a first token.
+
+Training questions are drawn so that the words of a yes/no question do not give its answer: each
+object name is answered "Yes" and "No" about equally often (`matched_negative`), and so is each colour
+in the colour pairs. A model then has to look at the image to beat chance, and a blind control scores
+chance. The eval split's POPE keeps POPE's own negatives (`pope_negative`).
 """
 from __future__ import annotations
 
@@ -29,10 +34,28 @@ MME_KINDS = ("existence", "count", "position", "color")
 # (`conversations.SHORT`), so training needs yes/no questions in both forms.
 MME_SUFFIX = " Please answer yes or no."
 # Object names by the frequency the scene sampler draws them with (colour weight x shape weight): the
-# ranking POPE's "popular" negatives follow, known before any data is drawn. The eval split ranks the
-# training scenes' own counts instead, which this approximates. Measured (README, twelfth round): as
-# training negatives they let the object's name alone say "No"; random ones alone let it say "Yes".
+# ranking POPE's "popular" negatives follow in the eval split, which ranks the training scenes' own counts.
 PRIOR_POPULARITY = tuple(sorted(ALL_NAMES, key=lambda n: (-COLOR_WEIGHTS[n.split()[0]] * SHAPES[n.split()[1]], n)))
+
+
+def _presence(name: str, objects: range = range(1, 7)) -> float:
+    """P(an object called `name` is in a scene) under `scene.sample_scene`: each of k objects (k uniform
+    over `objects`, the presets' 1-6) is that name with probability colour weight x shape weight."""
+    color, shape = name.split()
+    w = COLOR_WEIGHTS[color] / sum(COLOR_WEIGHTS.values()) * SHAPES[shape] / sum(SHAPES.values())
+    return 1.0 - float(np.mean([(1.0 - w) ** k for k in objects]))
+
+
+# The weight of each name as a training negative: its odds of being present. A name is asked about as a
+# positive about as often as it is present, and as a negative about as often as it is absent times this
+# weight, so every name is answered "Yes" and "No" about equally often and the name alone says nothing.
+# Measured (README, thirteenth round): with negatives ranked by frequency (POPE's popular kind) the
+# name alone said "No" for the frequent objects; with uniform random ones it said "Yes" for them. The
+# exponent 1.05 offsets the flattening that drawing a conversation's negatives distinct adds (on 30000
+# scenes' existence conversations every name's share of "Yes" is then within 0.48-0.54).
+NEGATIVE_WEIGHTS = {n: (_presence(n) / (1.0 - _presence(n))) ** 1.05 for n in ALL_NAMES}
+# The same for the wrong colour of a colour pair, whose true colours follow COLOR_WEIGHTS: each colour's odds.
+_COLOR_ODDS = {c: w / (sum(COLOR_WEIGHTS.values()) - w) for c, w in COLOR_WEIGHTS.items()}
 
 
 def absent_names(scene: Scene) -> list[str]:
@@ -91,7 +114,7 @@ def _short(scene: Scene, rng: np.random.Generator, kind: str):
     if kind == "existence":
         if rng.random() < 0.5:
             return f"Is there a {pick(rng, sorted(scene.names))} in the image?", "Yes"
-        return f"Is there a {pick(rng, absent_names(scene))} in the image?", "No"
+        return f"Is there a {matched_negative(scene, rng)} in the image?", "No"
     raise ValueError(unknown_message("question kind", kind, SHORT_KINDS))
 
 
@@ -99,14 +122,21 @@ def _there_are(n: int) -> str:
     return "Is there one shape" if n == 1 else f"Are there {NUMBER_WORDS[n]} shapes"
 
 
-def _attribute_pair(rng, cands: list, attr: str, values, question) -> list[tuple[str, str]] | None:
+def _attribute_pair(rng, cands: list, attr: str, values, question, weights: dict | None = None
+                    ) -> list[tuple[str, str]] | None:
     """A yes/no pair about one object: its true `attr` ("Yes"), then another value ("No"); None
-    when no object qualifies. Draws the object, then the wrong value."""
+    when no object qualifies. Draws the object, then the wrong value: uniformly, or by `weights` where
+    the true values follow them (colours), so that the value named alone does not give the answer."""
     if not cands:
         return None
     obj = pick(rng, cands)
     true = getattr(obj, attr)
-    other = pick(rng, [v for v in values if v != true])
+    others = [v for v in values if v != true]
+    if weights is None:
+        other = pick(rng, others)
+    else:
+        w = np.array([weights[v] for v in others], dtype=np.float64)
+        other = others[int(rng.choice(len(others), p=w / w.sum()))]
     return [(question(obj, true), "Yes"), (question(obj, other), "No")]
 
 
@@ -115,7 +145,7 @@ def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str, suffix: str =
     applicable."""
     objs = scene.objects
     if kind == "existence":
-        yes, no = pick(rng, sorted(scene.names)), pick(rng, absent_names(scene))
+        yes, no = pick(rng, sorted(scene.names)), matched_negative(scene, rng)
         return [(f"Is there a {yes} in this image?{suffix}", "Yes"), (f"Is there a {no} in this image?{suffix}", "No")]
     if kind == "count":
         n = len(objs)
@@ -127,7 +157,7 @@ def yes_no_pair(scene: Scene, rng: np.random.Generator, kind: str, suffix: str =
                                lambda obj, p: f"Is the {obj.name} {POSITION_PHRASES[p]}?{suffix}")
     if kind == "color":
         return _attribute_pair(rng, unique_by(scene, "shape"), "color", COLORS,
-                               lambda obj, c: f"Is the {obj.shape} {c}?{suffix}")
+                               lambda obj, c: f"Is the {obj.shape} {c}?{suffix}", weights=_COLOR_ODDS)
     raise ValueError(unknown_message("yes/no kind", kind, MME_KINDS))
 
 
@@ -150,22 +180,27 @@ def pope_negative(scene: Scene, rng: np.random.Generator, category: str, popular
     raise ValueError(unknown_message("POPE category", category, ("random", "popular", "adversarial")))
 
 
+def matched_negative(scene: Scene, rng: np.random.Generator) -> str:
+    """An absent object name for a training question, drawn by `NEGATIVE_WEIGHTS`: over the training data
+    each name is then as often absent as present in its answers. Most of them share a shape or a colour
+    with a present object, since the frequent shapes and colours are both present and heavily weighted."""
+    absent = absent_names(scene)
+    w = np.array([NEGATIVE_WEIGHTS[n] for n in absent])
+    return absent[int(rng.choice(len(absent), p=w / w.sum()))]
+
+
 def existence_question(scene: Scene, rng: np.random.Generator, present: bool | None = None) -> tuple[str, str]:
     """POPE's question about one object, ("Is there a <colour> <shape> in the image?", "Yes"/"No").
 
-    `present` None: present and absent with equal chance. An absent object is drawn as POPE draws its
-    negatives, one of its three kinds with equal chance: random, popular (among the three most frequent
-    absent objects, by `PRIOR_POPULARITY`) or adversarial (a present shape in another colour; random
-    where every colour of the present shapes is present).
+    `present` None: present and absent with equal chance. A present object is any of the scene's; an
+    absent one is a `matched_negative`, so that the object's name carries no answer (the eval split's
+    POPE negatives are POPE's own three kinds, `pope_negative`).
     """
     if present is None:
         present = bool(rng.random() < 0.5)
     if present:
         return f"Is there a {pick(rng, sorted(scene.names))} in the image?", "Yes"
-    category = ("random", "popular", "adversarial")[int(rng.integers(3))]
-    if category == "adversarial" and len({o.shape for o in scene.objects}) * len(COLORS) == len(scene.names):
-        category = "random"
-    return f"Is there a {pope_negative(scene, rng, category, PRIOR_POPULARITY)} in the image?", "No"
+    return f"Is there a {matched_negative(scene, rng)} in the image?", "No"
 
 
 def lookup_line(scene: Scene, rng: np.random.Generator, questions: int = 4) -> str:
