@@ -203,9 +203,10 @@ def test_lookup_lines_list_a_scene_and_answer_from_that_list(tiny_world: Path):
     lines = (tiny_world / "lookup.txt").read_text(encoding="utf-8").splitlines()
     manifest = json.loads((tiny_world / "MANIFEST.json").read_text())
     assert len(lines) == 4 * manifest["counts"]["pretrain"] == manifest["counts"]["lookup_lines"]
-    answers = Counter()
+    answers, listings = Counter(), set()
     for line in lines:
         listing, rest = line.removeprefix("The shapes are ").split(". ", 1)
+        listings.add(listing)
         names = set(listing.split(", "))
         assert all(n.split(" ")[0] in COLORS and n.split(" ")[1] in SHAPES for n in names)
         questions = rest.split(" in the image? ")
@@ -216,6 +217,7 @@ def test_lookup_lines_list_a_scene_and_answer_from_that_list(tiny_world: Path):
             assert answer == ("Yes" if name in names else "No"), line
             answers[answer] += 1
     assert 0.4 < answers["Yes"] / sum(answers.values()) < 0.6
+    assert len(listings) > 0.8 * len(lines)  # each line its own freshly drawn scene
 
 
 def test_corpus_is_the_training_language(tiny_world: Path):
