@@ -49,7 +49,7 @@ def _presence(name: str, objects: range = range(1, 7)) -> float:
 # The weight of each name as a training negative: its odds of being present. A name is asked about as a
 # positive about as often as it is present, and as a negative about as often as it is absent times this
 # weight, so every name is answered "Yes" and "No" about equally often and the name alone says nothing.
-# Measured (README, thirteenth round): with negatives ranked by frequency (POPE's popular kind) the
+# Measured (README, twelfth and thirteenth rounds): with negatives ranked by frequency (POPE's popular kind) the
 # name alone said "No" for the frequent objects; with uniform random ones it said "Yes" for them. The
 # exponent 1.05 offsets the flattening that drawing a conversation's negatives distinct adds (on 30000
 # scenes' existence conversations every name's share of "Yes" is then within 0.48-0.54).
