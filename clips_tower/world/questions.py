@@ -24,7 +24,14 @@ import numpy as np
 
 from clips_tower.io import unknown_message
 from clips_tower.world.captions import NUMBER_WORDS, POSITION_PHRASES, pick, plural
-from clips_tower.world.scene import COLOR_WEIGHTS, COLORS, POSITIONS, SHAPES, Scene
+from clips_tower.world.scene import (
+    COLOR_WEIGHTS,
+    COLORS,
+    POSITIONS,
+    SHAPES,
+    Scene,
+    weighted_choice,
+)
 
 ALL_NAMES = tuple(f"{c} {s}" for c in COLORS for s in SHAPES)
 ALL_POSITIONS = tuple(p for row in POSITIONS for p in row)
@@ -53,7 +60,7 @@ def _presence(name: str, objects: range = range(1, 7)) -> float:
 # name alone said "No" for the frequent objects; with uniform random ones it said "Yes" for them. The
 # exponent 1.05 offsets the flattening that drawing a conversation's negatives distinct adds (on 30000
 # scenes' existence conversations every name's share of "Yes" is then within 0.48-0.54).
-NEGATIVE_WEIGHTS = {n: (_presence(n) / (1.0 - _presence(n))) ** 1.05 for n in ALL_NAMES}
+NEGATIVE_WEIGHTS = {n: (p / (1.0 - p)) ** 1.05 for n, p in ((n, _presence(n)) for n in ALL_NAMES)}
 # The same for the wrong colour of a colour pair, whose true colours follow COLOR_WEIGHTS: each colour's odds.
 _COLOR_ODDS = {c: w / (sum(COLOR_WEIGHTS.values()) - w) for c, w in COLOR_WEIGHTS.items()}
 
@@ -132,11 +139,7 @@ def _attribute_pair(rng, cands: list, attr: str, values, question, weights: dict
     obj = pick(rng, cands)
     true = getattr(obj, attr)
     others = [v for v in values if v != true]
-    if weights is None:
-        other = pick(rng, others)
-    else:
-        w = np.array([weights[v] for v in others], dtype=np.float64)
-        other = others[int(rng.choice(len(others), p=w / w.sum()))]
+    other = pick(rng, others) if weights is None else weighted_choice(rng, {v: weights[v] for v in others})
     return [(question(obj, true), "Yes"), (question(obj, other), "No")]
 
 
@@ -184,9 +187,7 @@ def matched_negative(scene: Scene, rng: np.random.Generator) -> str:
     """An absent object name for a training question, drawn by `NEGATIVE_WEIGHTS`: over the training data
     each name is then as often absent as present in its answers. Most of them share a shape or a colour
     with a present object, since the frequent shapes and colours are both present and heavily weighted."""
-    absent = absent_names(scene)
-    w = np.array([NEGATIVE_WEIGHTS[n] for n in absent])
-    return absent[int(rng.choice(len(absent), p=w / w.sum()))]
+    return weighted_choice(rng, {n: NEGATIVE_WEIGHTS[n] for n in absent_names(scene)})
 
 
 def existence_question(scene: Scene, rng: np.random.Generator, present: bool | None = None) -> tuple[str, str]:

@@ -83,7 +83,8 @@ class Scene:
         return {o.name for o in self.objects}
 
 
-def _weighted(rng: np.random.Generator, table: dict) -> str:
+def weighted_choice(rng: np.random.Generator, table: dict) -> str:
+    """One key of `table`, drawn with probability proportional to its value."""
     keys = list(table)
     p = np.array([table[k] for k in keys], dtype=np.float64)
     return keys[int(rng.choice(len(keys), p=p / p.sum()))]
@@ -95,7 +96,7 @@ def sample_scene(rng: np.random.Generator, min_objects: int, max_objects: int) -
     objects = []
     for cell in cells:
         objects.append(SceneObject(
-            shape=_weighted(rng, SHAPES), color=_weighted(rng, COLOR_WEIGHTS),
+            shape=weighted_choice(rng, SHAPES), color=weighted_choice(rng, COLOR_WEIGHTS),
             size=SIZES[int(rng.integers(2))], row=cell // 3, col=cell % 3,
             jitter=(round(float(rng.uniform(-0.06, 0.06)), 4), round(float(rng.uniform(-0.06, 0.06)), 4)),
         ))
