@@ -113,7 +113,7 @@ def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> lis
     cli = [sys.executable, "-m", "llava_train.pipeline.cli"]
     world = out / "world"
     steps = [Step("world", cli + ["synth", "--out", str(world), "--preset", preset.world,
-                                  "--seed", str(seed), "--overwrite"], ["world/MANIFEST.json"])]
+                                  "--seed", str(seed), "--overwrite"], ["world/MANIFEST.json"], after=())]
     for name, cfg in tower_configs(preset).items():
         run = out / "towers" / name
         argv = cli + ["clips", "train", "--config", str(REPO / cfg), "--data", str(world),
@@ -122,15 +122,16 @@ def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> lis
             argv += ["--steps", "0"]  # same architecture, never trained
         elif preset.clips_steps is not None:
             argv += ["--steps", str(preset.clips_steps)]
-        steps.append(Step(f"tower-{name}", argv, [f"towers/{name}/export"]))
+        steps.append(Step(f"tower-{name}", argv, [f"towers/{name}/export"], after=("world",)))
         steps.append(Step(f"retrieval-{name}", cli + [
             "clips", "eval", "--model", str(run / "export"), "--data", str(world),
-            "--out", str(run / "retrieval.json")], [f"towers/{name}/retrieval.json"]))
+            "--out", str(run / "retrieval.json")], [f"towers/{name}/retrieval.json"], after=(f"tower-{name}",)))
         steps.append(Step(f"export-{name}", cli + [
             "tower", "export", "--model", str(run / "export"), "--out", str(out / "hf-towers" / name),
-            "--overwrite", "--check"], [f"hf-towers/{name}"]))
+            "--overwrite", "--check"], [f"hf-towers/{name}"], after=(f"tower-{name}",)))
     steps.append(Step("lm-init", cli + ["lm", "init", "--preset", preset.lm_preset, "--data", str(world),
-                                        "--out", str(out / "lm-init"), "--seed", str(seed)], ["lm-init"]))
+                                        "--out", str(out / "lm-init"), "--seed", str(seed)], ["lm-init"],
+                      after=("world",)))
     lm_from, lm_data = out / "lm-init", [str(world)]
     if preset.lm_lookup_steps:
         steps.append(Step("lm-lookup", cli + [
@@ -151,14 +152,14 @@ def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> lis
                                              "--config", str(REPO / preset.stage1), *common,
                                              "--data_path", str(world / "llava" / "stage1.json"),
                                              "--output_dir", str(s1), *preset.stage_overrides.get("stage1", [])],
-                          [f"llava/{name}/stage1"], env=ds_env))
+                          [f"llava/{name}/stage1"], env=ds_env, after=("lm-pretrain", f"export-{tower}")))
         steps.append(Step(f"stage2-{name}", ["bash", str(REPO / "scripts" / "finetune.sh"),
                                              "--config", str(REPO / preset.stage2), *common,
                                              "--pretrain_mm_mlp_adapter", str(s1),
                                              "--data_path", str(world / "llava" / "stage2.json"),
                                              "--output_dir", str(s2), *preset.stage_overrides.get("stage2", [])],
                           [f"llava/{name}/stage2/config.json", f"llava/{name}/stage2/model.safetensors"],
-                          env=ds_env))
+                          env=ds_env, after=(f"stage1-{name}",)))
     evals = [(name, name, False) for name, _, _ in runs] + [
         (f"{name}-blind", name, True) for name, tower, k in runs
         if k == 0 and (preset.blind is None or tower in preset.blind)]
@@ -170,15 +171,17 @@ def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> lis
             argv.append("--blind")
         if preset.eval_limit is not None:
             argv += ["--limit", str(preset.eval_limit)]
-        steps.append(Step(f"eval-{label}", argv, [f"eval/{label}"]))
+        steps.append(Step(f"eval-{label}", argv, [f"eval/{label}"], after=(f"stage2-{name}",)))
     report_argv = cli + ["eval", "report", "--baseline", BASELINE, "--out", str(out / "report")]
     for label, _, _ in evals:
         report_argv += ["--run", f"{label}={out / 'eval' / label}"]
-    steps.append(Step("report", report_argv, ["report/report.md", "report/report.json", "report/gains.png"]))
+    steps.append(Step("report", report_argv, ["report/report.md", "report/report.json", "report/gains.png"],
+                      after=tuple(f"eval-{label}" for label, _, _ in evals)))
     curves_argv = [sys.executable, "-m", "llava_train.pipeline.curves", "--out", str(out / "report" / "curves.png")]
     for name, _, _ in runs:
         curves_argv += ["--run", f"{name}={out / 'llava' / name}"]
-    steps.append(Step("curves", curves_argv, ["report/curves.png"]))
+    steps.append(Step("curves", curves_argv, ["report/curves.png"],
+                      after=tuple(f"stage2-{name}" for name, _, _ in runs)))
     return steps
 
 
@@ -248,13 +251,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None,
                         help="LLaVA seeds per tower (stages 1+2 and eval repeated; the report gives mean and spread); "
                              "default 1. For an ablation preset: tower seeds per variant (default: the preset's, 2)")
+    parser.add_argument("--jobs", type=int, default=3,
+                        help="steps run side by side where their inputs allow (default 3: e.g. the three towers' "
+                             "LLaVA stages), sharing the cores; 1 runs them one after another")
     parser.add_argument("--fresh", action="store_true", help="ignore the manifest and redo every step")
-    parser.add_argument("--verbose", action="store_true", help="echo every step's output (it is always in OUT/logs/)")
+    parser.add_argument("--verbose", action="store_true", help="echo every step's output (it is always in OUT/logs/; with --jobs > 1, only there)")
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     args = parser.parse_args(argv)
     ablation_run = args.preset in ablation.ABLATION_PRESETS
     try:
         preset = ablation.ABLATION_PRESETS[args.preset] if ablation_run else get_preset(args.preset)
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         if args.seeds is not None and args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         if args.out.exists() and not args.out.is_dir():
@@ -271,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = build_steps(preset, out, args.seed, args.seeds)
     t0 = time.perf_counter()
     try:
-        times = run_steps(steps, out, fresh=args.fresh, echo=args.verbose and not args.quiet)
+        times = run_steps(steps, out, fresh=args.fresh, echo=args.verbose and not args.quiet, jobs=args.jobs)
     except StepFailed as e:
         print(f"clips-llava demo: {e}. Fix it and re-run the same command to resume from that step.",
               file=sys.stderr)

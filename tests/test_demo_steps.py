@@ -1,0 +1,85 @@
+"""The demo's step runner (`llava_train/pipeline/steps.py`): order, side-by-side steps, cores, resume, failure.
+
+Each step here is a one-line Python subprocess that writes a file under OUT, so the whole file runs in
+seconds; the real demo's steps are the same objects with longer commands (tests/test_demo_e2e.py).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from llava_train.pipeline.steps import Step, StepFailed, run_steps
+
+
+def _py(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def _write(name: str, text: str = "x", after=None, wait_for: str | None = None) -> Step:
+    """A step that writes OUT/<name> (its cwd is the repository root, so OUT comes in through env)."""
+    wait = (f"import time\nfor _ in range(200):\n    if (out / {wait_for!r}).exists(): break\n    time.sleep(0.05)\n"
+            f"else: raise SystemExit('never saw {wait_for}')\n") if wait_for else ""
+    code = ("import os, pathlib\nout = pathlib.Path(os.environ['OUT'])\n"
+            f"(out / {name + '.start'!r}).write_text('')\n{wait}"
+            f"(out / {name!r}).write_text({text!r} + ' ' + os.environ.get('OMP_NUM_THREADS', '-'))\n")
+    return Step(name, _py(code), [name], after=after)
+
+
+@pytest.fixture
+def out(tmp_path, monkeypatch):
+    monkeypatch.setenv("OUT", str(tmp_path))
+    return tmp_path
+
+
+def test_steps_without_needs_run_one_after_another(out):
+    # b reads a's output: without `after`, each step runs after the one listed before it
+    steps = [_write("a"), Step("b", _py("import os, pathlib; o = pathlib.Path(os.environ['OUT']); "
+                                        "(o / 'b').write_text((o / 'a').read_text())"), ["b"])]
+    times = run_steps(steps, out, echo=False, jobs=4)
+    assert set(times) == {"a", "b"} and (out / "b").read_text().startswith("x")
+
+
+def test_independent_steps_run_side_by_side_and_share_the_cores(out, capsys):
+    # each waits for the other to start: one after another, the first would give up (exit 1)
+    steps = [_write("w", after=()), _write("a", after=("w",), wait_for="b.start"),
+             _write("b", after=("w",), wait_for="a.start"), _write("c", after=("a", "b"))]
+    run_steps(steps, out, echo=False, jobs=2, cores=4)
+    assert (out / "a").read_text() == "x 2" and (out / "b").read_text() == "x 2"  # 4 cores over 2 steps
+    assert (out / "c").read_text() == "x 4"  # alone again: every core
+    printed = capsys.readouterr().out
+    assert printed.count(": running (log: logs/") == 4 and printed.count(": done in ") == 4
+    for f in out.glob("*.start"):
+        f.unlink()
+    with pytest.raises(StepFailed, match="'a' failed"):  # and one at a time they cannot both start
+        run_steps(steps, out, fresh=True, echo=False, jobs=1)
+
+
+def test_rerun_redoes_a_damaged_step_and_only_what_needs_it(out, capsys):
+    steps = [_write("a", after=()), _write("b", after=("a",)), _write("c", after=("b",)), _write("d", after=("a",))]
+    run_steps(steps, out, echo=False, jobs=2)
+    (out / "b").write_text("damaged")
+    capsys.readouterr()
+    run_steps(steps, out, echo=False, jobs=2)
+    printed = capsys.readouterr().out
+    assert "] a: complete" in printed and "] d: complete" in printed
+    assert "] b: running" in printed and "] c: running" in printed  # c reads b, so it is redone too
+    assert (out / "b").read_text().startswith("x")
+
+
+def test_a_failing_step_stops_the_run_after_its_neighbours_end_and_they_are_kept(out):
+    bad = Step("bad", _py("raise SystemExit(3)"), ["bad"], after=())
+    slow = Step("slow", _py("import os, pathlib, time; time.sleep(1.0); "  # still running when `bad` fails
+                            "(pathlib.Path(os.environ['OUT']) / 'slow').write_text('x')"), ["slow"], after=())
+    steps = [bad, slow, _write("later", after=("bad",))]
+    with pytest.raises(StepFailed, match=r"'bad' failed \(exit 3\)"):
+        run_steps(steps, out, echo=False, jobs=2)
+    assert (out / "slow").exists() and not (out / "later").exists()
+    recorded = json.loads((out / "demo_manifest.json").read_text())["steps"]
+    assert "slow" in recorded and "bad" not in recorded  # a re-run skips `slow` and redoes `bad`
+
+
+def test_needs_must_be_listed_earlier(out):
+    with pytest.raises(ValueError, match="not listed before it"):
+        run_steps([_write("a", after=("b",)), _write("b")], out, echo=False)
