@@ -83,3 +83,21 @@ def test_a_failing_step_stops_the_run_after_its_neighbours_end_and_they_are_kept
 def test_needs_must_be_listed_earlier(out):
     with pytest.raises(ValueError, match="not listed before it"):
         run_steps([_write("a", after=("b",)), _write("b")], out, echo=False)
+
+
+def test_demo_jobs_must_be_positive(tmp_path, capsys):
+    from llava_train.pipeline import demo
+
+    assert demo.main(["--out", str(tmp_path / "d"), "--jobs", "0"]) == 2
+    assert "--jobs must be >= 1" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+def test_demo_steps_name_what_they_read(tmp_path):
+    from llava_train.pipeline import demo
+
+    steps = {s.name: s for s in demo.build_steps(demo.get_preset("demo"), tmp_path, 0)}
+    # each tower's LLaVA waits for the LM and its own tower only, so the three towers' stages run side by side
+    assert steps["stage1-clips"].after == ("lm-pretrain", "export-clips")
+    assert steps["stage2-clip-web"].after == ("stage1-clip-web",)
+    assert steps["lm-init"].after == ("world",)  # beside the towers' pretraining
+    assert set(steps["report"].after) == {n for n in steps if n.startswith("eval-")}
