@@ -3,6 +3,7 @@
     clips-llava demo --out runs/demo                  # the `demo` preset (about 24 min on 2 cores: see README)
     clips-llava demo --out runs/demo-tiny --preset tiny   # minutes; what the end-to-end test runs
     clips-llava demo --out runs/demo --fresh          # redo every step
+    clips-llava demo --out runs/demo --jobs 1         # one step at a time (default: up to 3 side by side)
     clips-llava demo --out runs/demo-2seeds --seeds 2 # LLaVA stages + eval repeated per tower and seed
     clips-llava demo --out runs/ablation --preset ablation   # the towers' text-reduction ablation (ablation.py)
 
@@ -255,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="steps run side by side where their inputs allow (default 3: e.g. the three towers' "
                              "LLaVA stages), sharing the cores; 1 runs them one after another")
     parser.add_argument("--fresh", action="store_true", help="ignore the manifest and redo every step")
-    parser.add_argument("--verbose", action="store_true", help="echo every step's output (it is always in OUT/logs/; with --jobs > 1, only there)")
+    parser.add_argument("--verbose", action="store_true", help="echo every step's output (it is always in OUT/logs/; with --jobs > 1, "
+                             "only there)")
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     args = parser.parse_args(argv)
     ablation_run = args.preset in ablation.ABLATION_PRESETS
