@@ -11,7 +11,8 @@ Steps run in list order, each after the one before it, unless a step names the s
 shared between them (OMP_NUM_THREADS, which torch and the stage scripts' launcher read). On the 2-core
 machine the demo was measured on, two stage-2 trainings side by side at one thread each did 1.27x the
 work of one at two threads (0.316 s/step each against 0.200 s/step alone): the small models' kernels
-do not use two cores fully.
+do not use two cores fully. Three side by side (the demo's three towers) did 1.10x: more steps than
+cores share them by time-slicing. A step keeps the thread count it started with.
 """
 from __future__ import annotations
 
