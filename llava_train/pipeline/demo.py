@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="steps run side by side where their inputs allow (default 3: e.g. the three towers' "
                              "LLaVA stages), sharing the cores; 1 runs them one after another")
     parser.add_argument("--fresh", action="store_true", help="ignore the manifest and redo every step")
-    parser.add_argument("--verbose", action="store_true", help="echo every step's output (it is always in OUT/logs/; with --jobs > 1, "
-                             "only there)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="echo every step's output (it is always in OUT/logs/; with --jobs > 1, only there)")
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     args = parser.parse_args(argv)
     ablation_run = args.preset in ablation.ABLATION_PRESETS

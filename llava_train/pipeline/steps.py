@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from clips_tower.io import atomic_write, sha256_file
 
@@ -118,8 +119,14 @@ def run_steps(steps: list[Step], out: Path, *, fresh: bool = False, echo: bool =
     times: dict[str, float] = {}
     redone: set[str] = set()
     pending = list(steps)
-    running: dict[str, tuple[Step, subprocess.Popen, float, Path, object]] = {}
+    running: dict[str, _Running] = {}
     failure: StepFailed | None = None
+    one_line = jobs == 1 and not echo  # "[i/N] step: running (log: ...) ... done in 12.3 s"
+    stream = jobs == 1 and echo  # copy the one running step's output to the terminal as well
+
+    def report(step: Step, what: str) -> None:
+        print(what if one_line else f"{head(step)}: {what}", flush=True)
+
     while pending or running:
         scan = not failure
         while scan:  # start what is ready; a skipped step can make later ones ready at once
@@ -136,59 +143,72 @@ def run_steps(steps: list[Step], out: Path, *, fresh: bool = False, echo: bool =
                     scan = True
                     continue
                 redone.add(step.name)
-                running[step.name] = _start(step, out, logs / f"{index[step.name]:02d}-{step.name}.log",
-                                            head(step), echo=echo, jobs=jobs,
-                                            threads=max(1, cores // max(1, side_by_side)))
+                log_path = logs / f"{index[step.name]:02d}-{step.name}.log"
+                print(f"{head(step)}: running (log: {log_path.relative_to(out)})", end=" ... " if one_line else "\n",
+                      flush=True)
+                threads = max(1, cores // side_by_side) if jobs > 1 else None  # one job: the launcher's default
+                running[step.name] = _Running.start(step, log_path, stream=stream, threads=threads)
         if not running:
             break  # all done, or a failure with nothing left running
-        name = _wait_any(running, echo=echo and jobs == 1)
-        step, proc, t0, log_path, log = running.pop(name)
-        log.close()
-        seconds = time.perf_counter() - t0
-        if proc.returncode != 0:
-            print(f"{head(step)}: failed" if jobs > 1 or echo else "failed", flush=True)
-            failure = failure or StepFailed(f"step {step.name!r} failed (exit {proc.returncode}) after "
-                                            f"{seconds:.1f} s; log: {log_path}")
+        run = running.pop(_wait_any(running, stream=stream))
+        step, seconds = run.step, time.perf_counter() - run.t0
+        if run.proc.returncode != 0:
+            report(step, "failed")
+            failure = failure or StepFailed(f"step {step.name!r} failed (exit {run.proc.returncode}) after "
+                                            f"{seconds:.1f} s; log: {run.log_path}")
             continue
         missing = [o for o in step.outputs if not (out / o).exists()]
         if missing:
-            failure = failure or StepFailed(f"step {step.name!r} left no {', '.join(missing)}; log: {log_path}")
+            failure = failure or StepFailed(f"step {step.name!r} left no {', '.join(missing)}; log: {run.log_path}")
             continue
         manifest.record(step, out, seconds)
         times[step.name] = round(seconds, 1)
-        done = f"done in {seconds:.1f} s"
-        print(f"{head(step)}: {done}" if jobs > 1 or echo else done, flush=True)
+        report(step, f"done in {seconds:.1f} s")
     if failure:
         raise failure
     return times
 
 
-def _start(step: Step, out: Path, log_path: Path, head: str, *, echo: bool, jobs: int, threads: int):
-    line_end = "\n" if echo or jobs > 1 else " ... "
-    print(f"{head}: running (log: {log_path.relative_to(out)})", end=line_end, flush=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **step.env}
-    if jobs > 1:
-        env["OMP_NUM_THREADS"] = str(threads)
-    log = open(log_path, "w")  # noqa: SIM115 -- open while the step runs; run_steps closes it when it ends
-    log.write(f"$ {' '.join(step.argv)}\n")
-    log.flush()
-    proc = subprocess.Popen(step.argv, stdout=log if jobs > 1 or not echo else subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, text=True)
-    return step, proc, time.perf_counter(), log_path, log
+@dataclass
+class _Running:
+    """A started step: its process, start time and open log (closed when the process ends)."""
+    step: Step
+    proc: subprocess.Popen
+    t0: float
+    log_path: Path
+    log: TextIO
+
+    @classmethod
+    def start(cls, step: Step, log_path: Path, *, stream: bool, threads: int | None) -> _Running:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **step.env}
+        if threads is not None:
+            env["OMP_NUM_THREADS"] = str(threads)
+        log = open(log_path, "w")  # noqa: SIM115 -- open while the step runs; closed by `ended`
+        log.write(f"$ {' '.join(step.argv)}\n")
+        log.flush()
+        proc = subprocess.Popen(step.argv, stdout=subprocess.PIPE if stream else log, stderr=subprocess.STDOUT,
+                                env=env, text=True)
+        return cls(step, proc, time.perf_counter(), log_path, log)
+
+    def ended(self) -> bool:
+        if self.proc.poll() is None:
+            return False
+        self.log.close()
+        return True
 
 
-def _wait_any(running: dict, *, echo: bool) -> str:
-    """Wait until one running step ends; return its name. One job with echo: copy its output to the terminal."""
-    if echo and len(running) == 1:
-        name, (_, proc, _, _, log) = next(iter(running.items()))
-        for line in proc.stdout:
-            log.write(line)
-            log.flush()
+def _wait_any(running: dict[str, _Running], *, stream: bool) -> str:
+    """Wait until one running step ends; return its name. `stream`: copy its output to the terminal too."""
+    if stream:  # one job: the only running step
+        name, run = next(iter(running.items()))
+        assert run.proc.stdout is not None
+        for line in run.proc.stdout:
+            run.log.write(line)
+            run.log.flush()
             sys.stdout.write(f"  {line}" if line.strip() else line)
-        proc.wait()
-        return name
-    while True:
-        for name, (_, proc, _, _, _) in running.items():
-            if proc.poll() is not None:
+        run.proc.wait()
+    while True:  # (after streaming, the streamed step has ended: it is found at once)
+        for name, run in running.items():
+            if run.ended():
                 return name
         time.sleep(0.2)
