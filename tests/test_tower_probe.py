@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 
-from clips_tower.adapter.cli import main as tower_main
-from clips_tower.probe import cell_labels, main as probe_main
-from clips_tower.world.scene import sample_scene
-from tests.tower_helpers import TINY_JSON
-
 import numpy as np
 import torch
+
+from clips_tower.adapter.cli import main as tower_main
+from clips_tower.probe import cell_labels
+from clips_tower.probe import main as probe_main
+from clips_tower.world.scene import sample_scene
+from tests.tower_helpers import TINY_JSON
 
 
 def test_cell_labels_follow_the_grid():
@@ -36,6 +37,7 @@ def test_probe_reads_colour_from_a_random_tower_and_the_shuffled_control_does_no
 
 def test_mlp_head_reads_colour_and_unknown_heads_are_refused(tmp_path):
     import pytest
+
     from clips_tower.probe import fit_head, probe
 
     tower = tmp_path / "tower"
@@ -52,3 +54,27 @@ def test_mlp_head_reads_colour_and_unknown_heads_are_refused(tmp_path):
         assert not (linear(x).argmax(-1) == y).all()
     with pytest.raises(ValueError, match="known: linear, mlp"):
         fit_head(x, y, 2, "deep")
+
+
+def test_pixel_probe_reads_colour_linearly_and_shape_only_through_a_hidden_layer():
+    """The input's own baseline (`--pixels`): a cell's pixels hold its colour linearly, its shape only as
+    colour x mask, which a linear head cannot read across colours and one hidden layer can."""
+    from clips_tower.probe import probe
+
+    linear = probe(None, images=300, image_size=32)
+    assert linear["color"]["occupied"] > 0.9
+    assert linear["shape"]["occupied"] < 0.35  # chance is 1/6
+    mlp = probe(None, images=300, image_size=32, head="mlp")["shape"]
+    assert mlp["occupied"] > linear["shape"]["occupied"] + 0.4
+    assert mlp["occupied"] > mlp["shuffled_occupied"] + 0.4
+
+
+def test_pixels_and_model_are_exclusive_and_pixels_need_a_size(capsys):
+    import pytest
+
+    for argv in (["--pixels"], ["--pixels", "--model", "T", "--image-size", "32"], []):
+        with pytest.raises(SystemExit) as e:
+            probe_main(argv)
+        assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--pixels needs --image-size" in err and "not allowed with argument" in err
