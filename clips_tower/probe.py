@@ -56,7 +56,7 @@ def cell_features(tower_dir: str, images, batch: int = 100) -> torch.Tensor:
     grid = tokens.view(tokens.shape[0], side, side, -1)
     bounds = [(r * side // 3, max(r * side // 3 + 1, (r + 1) * side // 3)) for r in range(3)]
     cells = torch.stack([grid[:, r0:r1, c0:c1].mean((1, 2)) for r0, r1 in bounds for c0, c1 in bounds], 1)
-    return (cells - cells.mean((0, 1))) / (cells.std((0, 1)) + 1e-6)
+    return _standardised(cells)
 
 
 def pixel_cell_features(images) -> torch.Tensor:
@@ -68,6 +68,11 @@ def pixel_cell_features(images) -> torch.Tensor:
     crops = [arrays[:, r * size // 3:r * size // 3 + c, k * size // 3:k * size // 3 + c].reshape(len(images), -1)
              for r in range(3) for k in range(3)]
     cells = torch.as_tensor(np.stack(crops, 1))
+    return _standardised(cells)
+
+
+def _standardised(cells: torch.Tensor) -> torch.Tensor:
+    """(N, 9, D) cell features, each feature standardised over all images and cells."""
     return (cells - cells.mean((0, 1))) / (cells.std((0, 1)) + 1e-6)
 
 
