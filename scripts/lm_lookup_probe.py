@@ -10,7 +10,8 @@ them about a present object, half about an absent one), and scores
 
 It prints the accuracy at margin 0 and the AUC (P(margin of a present object > margin of an absent
 one); 0.5 = the answer ignores the context), for two ways of writing the scene: the multi-sentence
-synthetic caption and the one-line short caption.
+synthetic caption, the one-line short caption, and the object list of the LM's look-up lines
+("The shapes are red star, blue circle.").
 
     python scripts/lm_lookup_probe.py --model runs/demo/lm
     python scripts/lm_lookup_probe.py --model runs/demo/lm --n 300 --seed 1
@@ -25,12 +26,13 @@ import torch
 from clips_llava_eval.margins import summarize
 
 from clips_tower.world.captions import short_caption, synthetic_caption
-from clips_tower.world.questions import short_question
+from clips_tower.world.questions import scene_list, short_question
 from clips_tower.world.scene import sample_scene
 
 STYLES = {
     "synthetic": lambda scene, rng: synthetic_caption(scene, rng),
     "short": lambda scene, rng: short_caption(scene).capitalize(),
+    "list": lambda scene, rng: scene_list(scene),  # the format of the LM's look-up lines (lookup.txt)
 }
 
 

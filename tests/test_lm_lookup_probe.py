@@ -20,6 +20,8 @@ def test_items_ask_about_present_and_absent_objects(probe):
     assert all(c.endswith(" in the image?") and c.count("Is there a") == 1 for c, _ in items)
     assert 5 < sum(g for _, g in items) < 35  # both answers occur
     assert probe.lookup_items(40, seed=0, style="short") == items  # seeded
+    listed = probe.lookup_items(3, seed=0, style="list")
+    assert all(c.startswith("The shapes are ") and ". Is there a" in c for c, _ in listed)
 
 
 def test_continuation_logprob_equals_the_models_own_loss(probe, tiny_world, tmp_path):
@@ -43,4 +45,4 @@ def test_cli_prints_one_row_per_style(probe, tiny_world, tmp_path):
     r = subprocess.run([sys.executable, probe.__file__, "--model", str(lm), "--n", "6"],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
-    assert [line.split(" | ")[0] for line in r.stdout.splitlines()[2:]] == ["| synthetic", "| short"]
+    assert [line.split(" | ")[0] for line in r.stdout.splitlines()[2:]] == ["| synthetic", "| short", "| list"]

@@ -213,5 +213,9 @@ def lookup_line(scene: Scene, rng: np.random.Generator, questions: int = 4) -> s
     when they are mixed into the world corpus from the start (README, tenth round).
     """
     qas = [existence_question(scene, rng) for _ in range(questions)]
-    return "The shapes are " + ", ".join(o.name for o in scene.objects) + ". " + " ".join(
-        f"{q} {a}." for q, a in qas)
+    return scene_list(scene) + " " + " ".join(f"{q} {a}." for q, a in qas)
+
+
+def scene_list(scene: Scene) -> str:
+    """The scene as the look-up lines write it: "The shapes are red star, blue circle."."""
+    return "The shapes are " + ", ".join(o.name for o in scene.objects) + "."
