@@ -9,7 +9,7 @@ them about a present object, half about an absent one), and scores
     margin = log P(" Yes") - log P(" No")        (each continuation summed token by token)
 
 It prints the accuracy at margin 0 and the AUC (P(margin of a present object > margin of an absent
-one); 0.5 = the answer ignores the context), for two ways of writing the scene: the multi-sentence
+one); 0.5 = the answer ignores the context), for three ways of writing the scene: the multi-sentence
 synthetic caption, the one-line short caption, and the object list of the LM's look-up lines
 ("The shapes are red star, blue circle.").
 
