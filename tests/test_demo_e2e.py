@@ -43,8 +43,13 @@ def test_every_artefact_exists(demo_run):
             queries = metrics["n_images"] if way == "i2t" else metrics["n_texts"]
             assert abs(r1 * queries / 100 - round(r1 * queries / 100)) < 1e-6, metrics
         assert (out / "hf-towers" / name / "config.json").is_file()
-        for stage in ("stage1", "stage2"):
+        for stage in ("stage1", "stage2-existence", "stage2"):
             assert (out / "llava" / name / stage).is_dir()
+        # stage 2 ran first on the existence conversations, then on the full mix from that LLaVA
+        s2e_log = next((out / "logs").glob(f"*-stage2-existence-{name}.log")).read_text().splitlines()[0]
+        assert "stage2_existence.json" in s2e_log and f"--pretrain_mm_mlp_adapter {out / 'llava' / name / 'stage1'}" in s2e_log
+        s2_log = next((out / "logs").glob(f"*-stage2-{name}.log")).read_text().splitlines()[0]
+        assert f"--model_name_or_path {out / 'llava' / name / 'stage2-existence'}" in s2_log
         assert (out / "llava" / name / "stage2" / "model.safetensors").is_file()
         assert (out / "llava" / name / "stage2" / "processor_config.json").is_file() or \
             (out / "llava" / name / "stage2" / "preprocessor_config.json").is_file()
@@ -105,7 +110,8 @@ def test_seeds_repeat_the_llava_stages_and_blind_only_the_first(tmp_path):
     assert {f"eval-{t}-blind" for t in RUNS} <= set(demo_names)  # the demo blinds every tower
     seeds = {s.name: s.argv[s.argv.index("--seed") + 1] for s in demo.build_steps(demo.get_preset("tiny"), tmp_path, 3, 2)
              if s.name.startswith("stage2-")}
-    assert seeds == {f"stage2-{t}": "3" for t in RUNS} | {f"stage2-{t}-seed1": "4" for t in RUNS}
+    assert seeds == {f"stage2-{p}{t}": "3" for t in RUNS for p in ("", "existence-")} | \
+        {f"stage2-{p}{t}-seed1": "4" for t in RUNS for p in ("", "existence-")}
     assert all("--limit" not in s.argv for s in demo.build_steps(demo.get_preset("demo"), tmp_path, 0))  # every item
 
 

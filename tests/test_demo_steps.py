@@ -98,6 +98,41 @@ def test_demo_steps_name_what_they_read(tmp_path):
     steps = {s.name: s for s in demo.build_steps(demo.get_preset("demo"), tmp_path, 0)}
     # each tower's LLaVA waits for the LM and its own tower only, so the three towers' stages run side by side
     assert steps["stage1-clips"].after == ("lm-pretrain", "export-clips")
-    assert steps["stage2-clip-web"].after == ("stage1-clip-web",)
+    assert steps["stage2-existence-clip-web"].after == ("stage1-clip-web",)
     assert steps["lm-init"].after == ("world",)  # beside the towers' pretraining
     assert set(steps["report"].after) == {n for n in steps if n.startswith("eval-")}
+
+
+def test_stage2_starts_on_the_existence_conversations_then_trains_the_full_mix_from_that_llava(tmp_path):
+    from llava_train.pipeline import demo
+
+    preset = demo.get_preset("demo")
+    steps = {s.name: s for s in demo.build_steps(preset, tmp_path, 0)}
+    first, full = steps["stage2-existence-clips"], steps["stage2-clips"]
+    arg = lambda s, flag: s.argv[len(s.argv) - 1 - s.argv[::-1].index(flag) + 1]  # noqa: E731  (the last one wins)
+    # the same stage script and config, from stage 1's projector, on the existence subset alone, for its own steps
+    assert first.argv[:4] == full.argv[:4] and first.argv[1].endswith("finetune.sh")
+    assert arg(first, "--pretrain_mm_mlp_adapter") == str(tmp_path / "llava" / "clips" / "stage1")
+    assert arg(first, "--data_path") == str(tmp_path / "world" / "llava" / "stage2_existence.json")
+    assert arg(first, "--max_steps") == str(preset.existence_steps) and preset.existence_steps > 0
+    assert first.after == ("stage1-clips",) and full.after == ("stage2-existence-clips",)
+    # the full mix loads that LLaVA dir whole: no tower or projector to assemble it from again
+    assert arg(full, "--model_name_or_path") == str(tmp_path / "llava" / "clips" / "stage2-existence")
+    assert "--vision_tower" not in full.argv and "--pretrain_mm_mlp_adapter" not in full.argv
+    assert arg(full, "--data_path") == str(tmp_path / "world" / "llava" / "stage2.json")
+    assert arg(full, "--seed") == arg(first, "--seed") == "0"
+    # without the phase, stage 2 assembles its LLaVA from the LM, the tower and stage 1's projector
+    import dataclasses
+
+    plain = {s.name: s for s in demo.build_steps(dataclasses.replace(preset, existence_steps=0), tmp_path, 0)}
+    assert not any(n.startswith("stage2-existence-") for n in plain)
+    assert arg(plain["stage2-clips"], "--model_name_or_path") == str(tmp_path / "lm")
+    assert arg(plain["stage2-clips"], "--vision_tower") == str(tmp_path / "hf-towers" / "clips")
+
+
+def test_the_stage2_curve_counts_the_full_mix_on_from_the_existence_phase():
+    from llava_train.pipeline.curves import stage2_curve
+
+    phases = {"stage2-existence": [(10, 0.9), (20, 0.5)], "stage2": [(10, 1.4), (20, 1.1)], "stage1": [(10, 3.0)]}
+    assert stage2_curve(phases) == ([(10, 0.9), (20, 0.5), (30, 1.4), (40, 1.1)], 20)
+    assert stage2_curve({"stage2": [(10, 1.4)]}) == ([(10, 1.4)], None)

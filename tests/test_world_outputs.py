@@ -192,6 +192,14 @@ def test_existence_conversations_ask_pope_questions_answered_from_the_scene(tiny
     assert answers["Yes"] == answers["No"] and adversarial > answers["No"] / 3 and colour_mates > answers["No"] / 3
 
 
+def test_the_existence_subset_is_stage2s_existence_records_unchanged(tiny_world: Path):
+    # the data of the demo's existence-first phase of stage 2: the same records, in order, and no others
+    stage2 = json.loads((tiny_world / "llava" / "stage2.json").read_text())
+    subset = json.loads((tiny_world / "llava" / "stage2_existence.json").read_text())
+    assert subset == [r for r in stage2 if r["id"].split("-")[1] == "existence"] and 0 < len(subset) < len(stage2)
+    assert json.loads((tiny_world / "MANIFEST.json").read_text())["counts"]["stage2_existence"] == len(subset)
+
+
 def test_yes_no_answers_have_one_form(tiny_world: Path):
     stage2 = json.loads((tiny_world / "llava" / "stage2.json").read_text())
     answers = Counter(t["value"] for r in stage2 for t in r["conversations"][1::2])

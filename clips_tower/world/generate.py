@@ -4,7 +4,7 @@
     manifest = generate_world("runs/world", preset="demo", seed=0)
 
 Layout (a contract other parts of the project read): MANIFEST.json, corpus.txt, lookup.txt,
-pretrain/shard-*.tar (webdataset), llava/{images,stage1.json,stage2.json},
+pretrain/shard-*.tar (webdataset), llava/{images,stage1.json,stage2.json,stage2_existence.json},
 eval/{images,pope,gqa,mme,caption,textvqa,chartqa}.jsonl, eval/retrieval/dataset.json.
 Everything is written to a staging directory beside `out` and renamed into place at the end,
 so a failed or refused run leaves nothing behind. Every random draw comes from its own
@@ -41,11 +41,12 @@ from clips_tower.world.writers import (WorldError, check_out_dir, commit_dir, co
                                        remove_empty, staging_dir, write_bytes, write_json, write_jsonl,
                                        write_shards)
 
-GENERATOR_VERSION = "3"  # 3: name-matched training negatives, fresh look-up scenes; 2: lookup.txt, existence, "Yes"/"No"
+GENERATOR_VERSION = "4"  # 4: llava/stage2_existence.json; 3: name-matched training negatives, fresh look-up scenes; 2: lookup.txt, existence, "Yes"/"No"
 log = logging.getLogger(__name__)
 
 # stream -> id mixed into every seed. Training and eval ids never overlap.
 STREAMS = {"pretrain": 1, "llava": 2, "text": 3, "chart": 4, "stage1": 5, "stage2": 6, "stage2-mix": 7, "lookup": 8}
+EXISTENCE_FILE = "stage2_existence.json"  # under llava/: `existence_subset(stage2)`
 LOOKUP_LINES_PER_PRETRAIN = 4  # lookup.txt: 4 lines per pretraining image (20000 on the demo world), each its own scene
 STREAMS.update({f"eval-{t}": 100 + i for i, t in enumerate(evalsets.EVAL_TASKS)})
 STREAMS.update({f"eval-{t}-questions": 200 + i for i, t in enumerate(evalsets.EVAL_TASKS)})
@@ -243,6 +244,8 @@ def _write(staged: Path, drawn: Drawn, rendered: Rendered, p: WorldPreset, stage
         write_bytes(staged / "llava" / "images" / name, png)
     write_json(staged / "llava" / "stage1.json", stage1)
     write_json(staged / "llava" / "stage2.json", stage2)
+    existence = existence_subset(stage2)
+    write_json(staged / "llava" / EXISTENCE_FILE, existence)
     for (task, i), (png, _) in rendered.eval.items():
         write_bytes(staged / "eval" / evalsets.image_path(task, i), png)
     for task, records in eval_records.items():
@@ -255,7 +258,7 @@ def _write(staged: Path, drawn: Drawn, rendered: Rendered, p: WorldPreset, stage
 
     counts = {"pretrain": p.pretrain, "pretrain_shards": len(shards), "llava_images": len(names),
               "stage1": len(stage1), "stage2": len(stage2),
-              "stage2_text_only": sum("image" not in r for r in stage2),
+              "stage2_text_only": sum("image" not in r for r in stage2), "stage2_existence": len(existence),
               "eval_images": len(rendered.eval)}
     counts.update({t: len(r["images"]) if t == "retrieval" else len(r) for t, r in eval_records.items()})
     counts["corpus_lines"] = len(corpus)
@@ -283,6 +286,12 @@ def _lookup(p: WorldPreset, seed: int) -> list[str]:
         rng = rng_for(seed, "lookup", i)
         out.append(questions.lookup_line(sample_scene(rng, p.min_objects, p.max_objects), rng))
     return out
+
+
+def existence_subset(stage2: list[dict]) -> list[dict]:
+    """The existence conversations of stage2.json, the same records in the same order: the data of an
+    existence-first phase of stage 2 (`clips-llava demo` trains on them alone before the full mix)."""
+    return [r for r in stage2 if r["id"].startswith("synth-existence-")]
 
 
 def _corpus(pretrain, stage1, stage2) -> list[str]:

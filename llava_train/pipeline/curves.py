@@ -4,7 +4,9 @@
         --run clip-web=runs/demo/llava/clip-web --run clips=runs/demo/llava/clips
 
 Reads the `losses` ([[step, loss], ...], the Trainer's logged training loss) of each run's
-`stage1/run_report.json` and `stage2/run_report.json`, written by `clips-llava llava train`.
+`stage1/run_report.json` and `stage2/run_report.json`, written by `clips-llava llava train`. Where the
+run has an existence-first phase of stage 2 (`stage2-existence/run_report.json`), the stage-2 panel
+draws it first and the full mix after it, its steps counted on from the phase's last step.
 """
 from __future__ import annotations
 
@@ -16,16 +18,25 @@ from pathlib import Path
 from clips_tower.io import save_figure
 
 STAGES = ("stage1", "stage2")
+EXISTENCE_PHASE = "stage2-existence"  # llava_train.pipeline.demo.EXISTENCE_PHASE
 
 
 def read_losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """{stage: [(step, loss), ...]} for the stages whose run_report.json exists."""
     out = {}
-    for stage in STAGES:
+    for stage in (*STAGES, EXISTENCE_PHASE):
         path = run_dir / stage / "run_report.json"
         if path.is_file():
             out[stage] = [(int(s), float(v)) for s, v in json.loads(path.read_text()).get("losses", [])]
     return out
+
+
+def stage2_curve(by_stage: dict[str, list[tuple[int, float]]]) -> tuple[list[tuple[int, float]], int | None]:
+    """The stage-2 panel's points: the existence-first phase, if any, then the full mix counted on from
+    its last step; and that step (None without the phase)."""
+    first = by_stage.get(EXISTENCE_PHASE, [])
+    offset = first[-1][0] if first else 0
+    return first + [(s + offset, v) for s, v in by_stage.get("stage2", [])], (offset if first else None)
 
 
 def plot_curves(runs: dict[str, Path], path: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
@@ -39,11 +50,17 @@ def plot_curves(runs: dict[str, Path], path: Path) -> dict[str, dict[str, list[t
         raise FileNotFoundError(f"no stage run_report.json under {', '.join(str(d) for d in runs.values())}")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, stage in zip(axes, STAGES):
+        switch = None
         for name, by_stage in curves.items():
-            points = by_stage.get(stage, [])
+            points, at = stage2_curve(by_stage) if stage == "stage2" else (by_stage.get(stage, []), None)
+            switch = at if at is not None else switch
             if points:
                 ax.plot([s for s, _ in points], [v for _, v in points], label=name, linestyle="--" if "random" in name else "-")
-        ax.set_title(f"{stage}: {'projector only' if stage == 'stage1' else 'projector + LLM'}")
+        if switch is not None:
+            ax.axvline(switch, color="grey", linewidth=0.8, linestyle=":")
+        title = "projector only" if stage == "stage1" else "projector + LLM" + (
+            " (existence conversations, then the full mix)" if switch is not None else "")
+        ax.set_title(f"{stage}: {title}", fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("training loss (per label token)")
         ax.legend(fontsize=8)
