@@ -80,6 +80,14 @@ def test_a_failing_step_stops_the_run_after_its_neighbours_end_and_they_are_kept
     assert "slow" in recorded and "bad" not in recorded  # a re-run skips `slow` and redoes `bad`
 
 
+def test_a_step_that_exits_0_without_its_outputs_fails_and_says_so(out, capsys):
+    quiet = Step("quiet", _py("pass"), ["quiet.txt"], after=())
+    with pytest.raises(StepFailed, match=r"'quiet' left no quiet.txt; log: "):
+        run_steps([quiet, _write("later", after=("quiet",))], out, echo=False, jobs=2)
+    assert "] quiet: failed: exited 0 but left no quiet.txt" in capsys.readouterr().out
+    assert not (out / "later").exists() and not (out / "demo_manifest.json").exists()  # nothing recorded
+
+
 def test_needs_must_be_listed_earlier(out):
     with pytest.raises(ValueError, match="not listed before it"):
         run_steps([_write("a", after=("b",)), _write("b")], out, echo=False)

@@ -1,6 +1,6 @@
 """The main job (`clips-llava demo`, what `make demo` runs): the whole path end to end, offline.
 
-    clips-llava demo --out runs/demo                  # the `demo` preset (about 24 min on 2 cores: see README)
+    clips-llava demo --out runs/demo                  # the `demo` preset (about 23 min on 2 cores: see README)
     clips-llava demo --out runs/demo-tiny --preset tiny   # minutes; what the end-to-end test runs
     clips-llava demo --out runs/demo --fresh          # redo every step
     clips-llava demo --out runs/demo --jobs 1         # one step at a time (default: up to 3 side by side)

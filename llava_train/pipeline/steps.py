@@ -159,6 +159,7 @@ def run_steps(steps: list[Step], out: Path, *, fresh: bool = False, echo: bool =
             continue
         missing = [o for o in step.outputs if not (out / o).exists()]
         if missing:
+            report(step, f"failed: exited 0 but left no {', '.join(missing)}")
             failure = failure or StepFailed(f"step {step.name!r} left no {', '.join(missing)}; log: {run.log_path}")
             continue
         manifest.record(step, out, seconds)
