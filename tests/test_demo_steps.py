@@ -117,7 +117,7 @@ def test_stage2_starts_on_the_existence_conversations_then_trains_the_full_mix_f
     preset = demo.get_preset("demo")
     steps = {s.name: s for s in demo.build_steps(preset, tmp_path, 0)}
     first, full = steps["stage2-existence-clips"], steps["stage2-clips"]
-    arg = lambda s, flag: s.argv[len(s.argv) - 1 - s.argv[::-1].index(flag) + 1]  # noqa: E731  (the last one wins)
+    arg = lambda s, flag: s.argv[len(s.argv) - 1 - s.argv[::-1].index(flag) + 1]  # the last one wins
     # the same stage script and config, from stage 1's projector, on the existence subset alone, for its own steps
     assert first.argv[:4] == full.argv[:4] and first.argv[1].endswith("finetune.sh")
     assert arg(first, "--pretrain_mm_mlp_adapter") == str(tmp_path / "llava" / "clips" / "stage1")

@@ -18,7 +18,7 @@ from pathlib import Path
 from clips_tower.io import save_figure
 
 STAGES = ("stage1", "stage2")
-EXISTENCE_PHASE = "stage2-existence"  # llava_train.pipeline.demo.EXISTENCE_PHASE
+EXISTENCE_PHASE = "stage2-existence"  # the run dir of stage 2's existence-first phase (the demo's step name too)
 
 
 def read_losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:

@@ -37,6 +37,7 @@ from pathlib import Path
 from clips_tower.io import CHECKOUT, atomic_write, unknown_message
 from clips_tower.world.generate import EXISTENCE_FILE
 from llava_train.pipeline import ablation
+from llava_train.pipeline.curves import EXISTENCE_PHASE
 from llava_train.pipeline.steps import Step, StepFailed, run_steps
 
 REPO = CHECKOUT  # configs/ and scripts/ come from the checkout
@@ -44,7 +45,6 @@ BASELINE = "clip-web"
 
 
 RANDOM_TOWER = "random-tower"
-EXISTENCE_PHASE = "stage2-existence"  # the step and run-dir name of stage 2's existence-first phase
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ DEMO_PRESETS: dict[str, DemoPreset] = {
     "tiny": DemoPreset(
         world="tiny",
         towers={"clip-web": "configs/clips/tiny-clip-web.yaml", "clips": "configs/clips/tiny.yaml"},
-        lm_preset="tiny", lm_lookup_steps=2, lm_steps=4, clips_steps=4, existence_steps=2, random_tower="configs/clips/tiny.yaml",
+        lm_preset="tiny", lm_lookup_steps=2, lm_steps=4, clips_steps=4, existence_steps=2,
+        random_tower="configs/clips/tiny.yaml",
         stage1="configs/llava/stage1_tiny.yaml", stage2="configs/llava/stage2_tiny.yaml",
         stage_overrides={"stage1": ["--max_steps", "2"], "stage2": ["--max_steps", "2"]},
         eval_limit=3, blind=("clips",),  # test time: one blind control exercises the path
