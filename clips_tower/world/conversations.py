@@ -170,9 +170,15 @@ def text_only_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, s
 
 def stage2_record(index: int, kind: str, image: str | None, turns: list[tuple[str, str]]) -> dict:
     """One mix665k-style record of conversation `kind`; `image` is its file name, None for a text-only one."""
+    record_id = f"synth-{kind}-{index:06d}"  # `record_kind` reads the kind back
     if image is None:
         convs = []
         for q, a in turns:
             convs += [turn("human", q), turn("gpt", a)]
-        return {"id": f"synth-{kind}-{index:06d}", "conversations": convs}
-    return {"id": f"synth-{kind}-{index:06d}", "image": image, "conversations": with_image(turns)}
+        return {"id": record_id, "conversations": convs}
+    return {"id": record_id, "image": image, "conversations": with_image(turns)}
+
+
+def record_kind(record: dict) -> str:
+    """The conversation kind of a `stage2_record` ("existence", "short_qa", ...), from its id."""
+    return record["id"].split("-")[1]

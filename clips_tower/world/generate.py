@@ -291,7 +291,7 @@ def _lookup(p: WorldPreset, seed: int) -> list[str]:
 def existence_subset(stage2: list[dict]) -> list[dict]:
     """The existence conversations of stage2.json, the same records in the same order: the data of an
     existence-first phase of stage 2 (`clips-llava demo` trains on them alone before the full mix)."""
-    return [r for r in stage2 if r["id"].startswith("synth-existence-")]
+    return [r for r in stage2 if conversations.record_kind(r) == "existence"]
 
 
 def _corpus(pretrain, stage1, stage2) -> list[str]:

@@ -115,6 +115,11 @@ def llava_runs(preset: DemoPreset, seeds: int) -> list[tuple[str, str, int]]:
     return [(run_name(t, k), t, k) for k in range(seeds) for t in tower_names(preset)]
 
 
+def llava_dir(rel: str) -> list[str]:
+    """A stage-2 step's outputs: the saved Llava dir's config and weights (relative to OUT)."""
+    return [f"{rel}/config.json", f"{rel}/model.safetensors"]
+
+
 def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> list[Step]:
     """The demo as data: one `Step` per subcommand, paths under `out`.
 
@@ -171,15 +176,13 @@ def build_steps(preset: DemoPreset, out: Path, seed: int, seeds: int = 1) -> lis
             steps.append(Step(f"{EXISTENCE_PHASE}-{name}", finetune + [
                 *s2_init, "--data_path", str(world / "llava" / EXISTENCE_FILE), "--output_dir", str(s2e),
                 *preset.stage_overrides.get("stage2", []), "--max_steps", str(preset.existence_steps)],
-                [f"llava/{name}/{EXISTENCE_PHASE}/config.json", f"llava/{name}/{EXISTENCE_PHASE}/model.safetensors"],
-                env=ds_env, after=(s2_after,)))
+                llava_dir(f"llava/{name}/{EXISTENCE_PHASE}"), env=ds_env, after=(s2_after,)))
             # then the full mix from that LLaVA dir (tower and projector included)
             s2_init, s2_after = ["--model_name_or_path", str(s2e)], f"{EXISTENCE_PHASE}-{name}"
         steps.append(Step(f"stage2-{name}", finetune + [
             *s2_init, "--data_path", str(world / "llava" / "stage2.json"), "--output_dir", str(s2),
             *preset.stage_overrides.get("stage2", [])],
-            [f"llava/{name}/stage2/config.json", f"llava/{name}/stage2/model.safetensors"],
-            env=ds_env, after=(s2_after,)))
+            llava_dir(f"llava/{name}/stage2"), env=ds_env, after=(s2_after,)))
     evals = [(name, name, False) for name, _, _ in runs] + [
         (f"{name}-blind", name, True) for name, tower, k in runs
         if k == 0 and (preset.blind is None or tower in preset.blind)]
